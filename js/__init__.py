@@ -1,0 +1,1 @@
+"""Front-end sources (widget and console), installed as ``livesupport.js`` package data."""

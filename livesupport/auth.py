@@ -1,0 +1,117 @@
+"""Who is asking: visitors by their signed cookie, agents by their session.
+
+Agent sessions are random 256-bit tokens; the cookie carries the token signed
+with HMAC, the store keeps only its SHA-256 (a leaked database holds no live
+session). Sessions end after ``agent_session_idle`` without a request or
+``agent_session_max_age`` after login, and at logout.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from werkzeug.wrappers import Request
+
+from .clock import utcnow
+from .config import Config
+from .errors import Forbidden, RateLimited, Unauthorized
+from .passwords import DUMMY_HASH, verify_password
+from .signing import Signer, token_hash
+from .store.base import Agent, AgentSession, Store, Visitor
+
+AGENT_COOKIE = "ls_agent"
+VISITOR_COOKIE = "ls_vid"
+NODE_COOKIE = "ls_node"
+CSRF_HEADER = "X-CSRF-Token"
+# Writes to keep a session (and the agent's presence) fresh, at most this often.
+TOUCH_EVERY = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentContext:
+    agent: Agent
+    session: AgentSession
+    token_hash: str
+
+
+class Auth:
+    """Identifies visitors and agents for the middleware."""
+
+    def __init__(self, config: Config, signer: Signer, store: Store) -> None:
+        self.config = config
+        self.signer = signer
+        self.store = store
+
+    # -- visitors ------------------------------------------------------------
+    def visitor(self, request: Request) -> Visitor:
+        """The visitor named by a valid ``ls_vid``; 401 otherwise."""
+        visitor_id = self.signer.visitor_from(request.cookies.get(VISITOR_COOKIE))
+        visitor = self.store.get_visitor(visitor_id) if visitor_id else None
+        if visitor is None:
+            raise Unauthorized("open a visitor session first")
+        return visitor
+
+    def visitor_or_none(self, request: Request) -> Visitor | None:
+        try:
+            return self.visitor(request)
+        except Unauthorized:
+            return None
+
+    # -- agents --------------------------------------------------------------
+    def agent(self, request: Request, *, csrf: bool) -> AgentContext:
+        """The signed-in agent; 401 without a live session, 403 on a missing or wrong CSRF token."""
+        fields = self.signer.unsign("agent", request.cookies.get(AGENT_COOKIE), 1)
+        if fields is None:
+            raise Unauthorized("sign in first")
+        hashed = token_hash(fields[0])
+        session = self.store.get_session(hashed)
+        now = utcnow()
+        if session is None or (
+            now - session.last_seen_at > timedelta(seconds=self.config.agent_session_idle)
+            or now - session.created_at > timedelta(seconds=self.config.agent_session_max_age)
+        ):
+            if session is not None:
+                self.store.delete_session(hashed)
+            raise Unauthorized("the session has ended; sign in again")
+        agent = self.store.get_agent(session.agent_id)
+        if agent is None or agent.disabled:
+            raise Unauthorized("the account is disabled")
+        if csrf:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+                raise Forbidden(f"missing or wrong {CSRF_HEADER} header")
+        if now - session.last_seen_at > TOUCH_EVERY:
+            self.store.touch_session(hashed, now)
+            agent = self.store.update_agent(agent.id, last_seen_at=now) or agent
+        return AgentContext(agent, session, hashed)
+
+    def login(self, email: str, password: str, client: str) -> tuple[Agent, str, str]:
+        """Check credentials; ``(agent, cookie value, csrf token)``.
+
+        The same answer and about the same time whether the email is unknown,
+        the account disabled or the password wrong, so logins reveal nothing.
+        """
+        email = email.strip().lower()
+        keys = (f"login:account:{email}", f"login:ip:{client}")
+        limits = (self.config.login_attempts, self.config.login_attempts_per_ip)
+        now = utcnow()
+        window = timedelta(seconds=self.config.login_window)
+        for key, limit in zip(keys, limits, strict=True):
+            recent = self.store.attempts_since(key, now - window)
+            if len(recent) >= limit:
+                retry = (recent[-limit] + window - now).total_seconds()
+                raise RateLimited("too many failed sign-ins; try again later", retry)
+        agent = self.store.get_agent_by_email(email)
+        valid = verify_password(password, agent.password_hash if agent else DUMMY_HASH)
+        if agent is None or agent.disabled or not valid:
+            for key in keys:
+                self.store.record_attempt(key, now)
+            raise Unauthorized("wrong email or password")
+        self.store.clear_attempts(keys[0])
+        token, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        self.store.create_session(AgentSession(token_hash(token), agent.id, csrf_token, now, now))
+        agent = self.store.update_agent(agent.id, status="online", last_seen_at=now) or agent
+        return agent, self.signer.sign("agent", token), csrf_token

@@ -1,0 +1,106 @@
+"""The middleware's settings: typed, keyword-only, with units, read from the
+environment as ``LIVESUPPORT_<NAME>`` when not given.
+
+There is no global settings object: each :class:`~livesupport.LiveSupport`
+holds its own :class:`Config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+ROLES = ("all", "visitor", "agent")
+MIN_SECRET_BYTES = 32
+
+Identify = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+
+def default_node_id() -> str:
+    name = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:48] or "node"
+    return f"{name}-{os.getpid()}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Every setting of the middleware. See the README's configuration reference.
+
+    :param secret_key: Signs cookies and cursors; at least 32 bytes, the same on every node.
+    :param store: Store URL: ``memory://``, ``sqlite:///path``, ``postgresql://user@host:port/db``.
+    :param bus: Bus URL: ``local://`` for one process.
+    :param prefix: Where the chat's routes are mounted.
+    :param node_id: This node's name in ``ls_node`` and on conversations.
+    :param role: ``all``, ``visitor`` (widget and visitor routes) or ``agent`` (console).
+    :param identify: ``environ -> {"id", "name"?, "email"?} | None``: the host's signed-in user.
+    """
+
+    secret_key: str = ""
+    store: str = "sqlite:///livesupport.db"
+    bus: str = "local://"
+    prefix: str = "/livesupport"
+    node_id: str = field(default_factory=default_node_id)
+    role: str = "all"
+    identify: Identify | None = None
+    max_body_bytes: int = 64 * 1024
+    max_message_chars: int = 10_000
+    visitor_cookie_max_age: int = 365 * 24 * 60 * 60  # one year, in seconds
+    agent_session_idle: int = 60 * 60  # one hour, in seconds
+    agent_session_max_age: int = 12 * 60 * 60  # a shift, in seconds
+    poll_timeout: int = 25  # seconds, when the client names none
+    poll_timeout_max: int = 55  # seconds; below common proxies' 60 s read timeout
+    max_polls_per_visitor: int = 4  # one browser's tabs; the oldest is answered first
+    messages_per_minute: int = 30  # per visitor, per node
+    login_attempts: int = 5  # failures per account in login_window before 429
+    login_attempts_per_ip: int = 20  # failures per client address in login_window
+    login_window: int = 15 * 60  # seconds
+    agent_online_grace: int = 90  # seconds an agent counts as online since its last request
+    page_size: int = 200  # events per poll answer
+    insecure_demo: bool = False  # allows a short secret_key; set only by ``livesupport demo``
+
+    def __post_init__(self) -> None:
+        if not NODE_ID.match(self.node_id):
+            raise ValueError("node_id must be 1-64 characters of A-Z a-z 0-9 _ -")
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        if not PREFIX.match(self.prefix):
+            raise ValueError("prefix must look like /livesupport (no trailing slash)")
+        if len(self.secret_key.encode()) < MIN_SECRET_BYTES and not self.insecure_demo:
+            raise ValueError(
+                f"secret_key must be at least {MIN_SECRET_BYTES} bytes; generate one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        if not 1 <= self.poll_timeout <= self.poll_timeout_max:
+            raise ValueError("poll_timeout must be between 1 and poll_timeout_max")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **given: Any) -> Config:
+        """Settings from ``given``, else ``LIVESUPPORT_<NAME>`` in ``environ``, else defaults."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in given:
+                values[f.name] = given.pop(f.name)
+                continue
+            raw = environ.get(f"LIVESUPPORT_{f.name.upper()}")
+            if raw is None or f.name in ("identify", "insecure_demo"):
+                continue
+            values[f.name] = _convert(f.name, raw, f.type)
+        if given:
+            raise TypeError(f"unknown settings: {', '.join(sorted(given))}")
+        return cls(**values)
+
+
+def _convert(name: str, raw: str, kind: object) -> Any:
+    if kind in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"LIVESUPPORT_{name.upper()} must be a whole number") from None
+    return raw

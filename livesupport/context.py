@@ -1,0 +1,89 @@
+"""What every handler shares: settings, store, signer, hub, delivery, and the
+long-poll plumbing common to visitors and agents (cursors, timeouts)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.wrappers import Request
+
+from .auth import Auth
+from .config import Config
+from .delivery import Delivery
+from .errors import BadRequest, RateLimited
+from .http import query_number
+from .hub import PollHub
+from .signing import Signer
+from .store.base import FeedPage, Store
+
+
+@dataclass
+class Context:
+    config: Config
+    store: Store
+    signer: Signer
+    auth: Auth
+    hub: PollHub
+    delivery: Delivery
+    clock: Callable[[], float] = time.monotonic
+    _sends: dict[str, deque[float]] = field(default_factory=dict)
+    _sends_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- cursors: "<v|a>.<principal>.<feed position>.<mac>" ---------------------
+    def cursor(self, kind: str, principal: str, pos: int) -> str:
+        return self.signer.sign("cursor", kind, principal, str(pos))
+
+    def read_cursor(self, request: Request, kind: str, principal: str) -> int | None:
+        """The feed position in the request's cursor; ``None`` without one.
+        400 for a cursor that is malformed, tampered with or someone else's."""
+        raw = request.args.get("cursor")
+        if raw is None or raw == "":
+            return None
+        fields = self.signer.unsign("cursor", raw, 3)
+        if fields is None or fields[0] != kind or fields[1] != principal or not fields[2].isdigit():
+            raise BadRequest("the cursor is not valid here")
+        return int(fields[2])
+
+    def poll_timeout(self, request: Request) -> float:
+        timeout = query_number(request, "timeout")
+        if timeout is None:
+            return float(self.config.poll_timeout)
+        return min(max(timeout, 1.0), float(self.config.poll_timeout_max))
+
+    def long_poll(
+        self,
+        keys: list[str],
+        read: Callable[[], FeedPage],
+        timeout: float,
+        *,
+        limited: str | None = None,
+    ) -> tuple[FeedPage, list[dict[str, Any]]]:
+        """Park until ``read`` finds events (or an ephemeral event arrives, or the
+        timeout passes); the last page read and the ephemeral events received."""
+        waiter = self.hub.register(keys, limited=limited)
+        try:
+            page = self.hub.wait(waiter, read, lambda p: bool(p.events or p.conversations), timeout,
+                                 self.clock)  # fmt: skip
+            return page, list(waiter.ephemeral)
+        finally:
+            self.hub.unregister(waiter)
+
+    # -- send rate, per visitor and per node -------------------------------------
+    def check_send_rate(self, visitor_id: str) -> None:
+        """429 past ``messages_per_minute`` sends in the last minute."""
+        limit, now = self.config.messages_per_minute, self.clock()
+        with self._sends_lock:
+            recent = self._sends.setdefault(visitor_id, deque())
+            while recent and recent[0] <= now - 60:
+                recent.popleft()
+            if len(recent) >= limit:
+                raise RateLimited("too many messages; slow down", recent[0] + 60 - now)
+            recent.append(now)
+            if len(self._sends) > 100_000:  # forget idle visitors rather than grow forever
+                for key in [k for k, q in self._sends.items() if not q or q[-1] <= now - 60]:
+                    del self._sends[key]

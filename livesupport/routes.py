@@ -1,0 +1,143 @@
+"""The route table: every route of the protocol, once.
+
+The werkzeug URL map, the checks each route needs (visitor cookie, agent
+session, CSRF token, body schema) and the OpenAPI document all come from
+:data:`ROUTES`, filtered by the node's role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from werkzeug.routing import Map, Rule
+
+from . import schemas as s
+
+Side = Literal["visitor", "agent", "public"]
+Auth = Literal["visitor", "agent", None]
+
+
+# eq=False: werkzeug keys rules by endpoint, so a route hashes by identity.
+@dataclass(frozen=True, slots=True, eq=False)
+class Route:
+    method: str
+    path: str  # werkzeug rule syntax, relative to the prefix
+    endpoint: str  # the handler's method name
+    side: Side
+    summary: str
+    auth: Auth = None
+    csrf: bool = False
+    body: dict[str, Any] | None = None  # request schema; None: no body
+    body_optional: bool = False
+    status: int = 200
+    answer: dict[str, Any] | None = None  # response schema for OpenAPI
+    media: str = "application/json"
+    query: tuple[tuple[str, str, str], ...] = ()  # (name, JSON type, description)
+
+
+def _obj(**props: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": list(props)}
+
+
+CONVERSATION_ANSWER = _obj(conversation=s.CONVERSATION)
+SEND_ANSWER = _obj(message=s.MESSAGE)
+POLL_QUERY = (
+    ("cursor", "string", "From the previous answer; absent: from the start (visitor) or now (agent)."),
+    ("timeout", "number", "Seconds to hold the request, clamped to 1..55 (default 25)."),
+)
+AGENT_JSON = _obj(id={"type": "string"}, name={"type": "string"}, email={"type": "string"},
+                  role={"type": "string"})  # fmt: skip
+
+ROUTES: tuple[Route, ...] = (
+    # -- visitor ---------------------------------------------------------------
+    Route("POST", "/api/v1/visitor/session", "visitor_session", "visitor",
+          "Start or resume a visitor session; sets ls_vid and ls_node.",
+          body=s.VISITOR_SESSION, body_optional=True,
+          answer=_obj(visitor_id={"type": "string"}, conversation_id={"type": ["string", "null"]},
+                      cursor={"type": "string"}, node_id={"type": "string"},
+                      agents_online={"type": "boolean"})),
+    Route("POST", "/api/v1/visitor/messages", "visitor_send", "visitor",
+          "Send a message; opens a conversation if none is open. 201, or 200 on a repeat.",
+          auth="visitor", body=s.SEND, status=201, answer=SEND_ANSWER),
+    Route("GET", "/api/v1/visitor/poll", "visitor_poll", "visitor",
+          "Long-poll for the visitor's events.", auth="visitor", answer=s.POLL_ANSWER,
+          query=POLL_QUERY),
+    Route("GET", "/api/v1/visitor/history", "visitor_history", "visitor",
+          "Messages of the current or last conversation.", auth="visitor",
+          answer=_obj(messages={"type": "array", "items": s.MESSAGE}),
+          query=(("before", "integer", "Only messages with a smaller seq."),
+                 ("limit", "integer", "At most this many (1..100, default 50)."))),
+    Route("POST", "/api/v1/visitor/typing", "visitor_typing", "visitor",
+          "Tell the agent whether the visitor is typing.", auth="visitor", body=s.TYPING, status=204),
+    Route("POST", "/api/v1/visitor/read", "visitor_read", "visitor",
+          "Tell the agent what the visitor has read.", auth="visitor", body=s.READ, status=204),
+    Route("POST", "/api/v1/visitor/close", "visitor_close", "visitor",
+          "Close the visitor's conversation.", auth="visitor", answer=CONVERSATION_ANSWER),
+    Route("POST", "/api/v1/visitor/rating", "visitor_rating", "visitor",
+          "Rate the current or last conversation.", auth="visitor", body=s.RATING, status=204),
+    Route("GET", "/widget.js", "widget", "visitor", "The visitor widget.",
+          media="text/javascript"),
+    # -- agent -----------------------------------------------------------------
+    Route("GET", "/agent/", "console", "agent", "The agent console page.", media="text/html"),
+    Route("POST", "/api/v1/agent/login", "agent_login", "agent",
+          "Sign in; sets ls_agent.", body=s.LOGIN,
+          answer=_obj(agent=AGENT_JSON, csrf_token={"type": "string"})),
+    Route("GET", "/api/v1/agent/session", "agent_session", "agent",
+          "The signed-in agent and its CSRF token (for a console reloaded after login).",
+          auth="agent", answer=_obj(agent=AGENT_JSON, csrf_token={"type": "string"})),
+    Route("POST", "/api/v1/agent/logout", "agent_logout", "agent",
+          "Sign out; held conversations go back to the queue.", auth="agent", csrf=True, status=204),
+    Route("POST", "/api/v1/agent/status", "agent_status", "agent", "Set presence.",
+          auth="agent", csrf=True, body=s.AGENT_STATUS, status=204),
+    Route("GET", "/api/v1/agent/agents", "agent_list", "agent",
+          "Agents, for transfers.", auth="agent",
+          answer=_obj(agents={"type": "array", "items": AGENT_JSON})),
+    Route("GET", "/api/v1/agent/conversations", "agent_conversations", "agent",
+          "Conversations, newest first.", auth="agent",
+          answer=_obj(conversations={"type": "array", "items": s.CONVERSATION}),
+          query=(("status", "string", "waiting, active or closed."),
+                 ("limit", "integer", "1..100, default 50."),
+                 ("before", "string", "A conversation id: only older ones."))),
+    Route("GET", "/api/v1/agent/conversations/<cid>", "agent_conversation", "agent",
+          "A conversation and its messages.", auth="agent",
+          answer=_obj(conversation=s.CONVERSATION, messages={"type": "array", "items": s.MESSAGE}),
+          query=(("after_seq", "integer", "Only messages with a larger seq."),)),
+    Route("POST", "/api/v1/agent/conversations/<cid>/claim", "agent_claim", "agent",
+          "Take a waiting conversation; 409 if another agent holds it.",
+          auth="agent", csrf=True, answer=CONVERSATION_ANSWER),
+    Route("POST", "/api/v1/agent/conversations/<cid>/messages", "agent_send", "agent",
+          "Reply; claims a waiting conversation first. 201, or 200 on a repeat.",
+          auth="agent", csrf=True, body=s.SEND, status=201, answer=SEND_ANSWER),
+    Route("POST", "/api/v1/agent/conversations/<cid>/typing", "agent_typing", "agent",
+          "Tell the visitor whether the agent is typing.",
+          auth="agent", csrf=True, body=s.TYPING, status=204),
+    Route("POST", "/api/v1/agent/conversations/<cid>/transfer", "agent_transfer", "agent",
+          "Hand the conversation to another agent.",
+          auth="agent", csrf=True, body=s.TRANSFER, answer=CONVERSATION_ANSWER),
+    Route("POST", "/api/v1/agent/conversations/<cid>/close", "agent_close", "agent",
+          "Close the conversation.", auth="agent", csrf=True, answer=CONVERSATION_ANSWER),
+    Route("GET", "/api/v1/agent/poll", "agent_poll", "agent",
+          "Long-poll for the agent's events.", auth="agent", answer=s.POLL_ANSWER,
+          query=POLL_QUERY),
+    # -- both ------------------------------------------------------------------
+    Route("GET", "/healthz", "healthz", "public", "Liveness of the node, its store and bus.",
+          answer={"type": "object", "required": ["status", "node_id", "role", "store", "bus"]}),
+    Route("GET", "/api/v1/openapi.json", "openapi", "public", "This contract, as OpenAPI 3.1."),
+)  # fmt: skip
+
+
+def routes_for(role: str) -> tuple[Route, ...]:
+    """The routes a node of ``role`` serves."""
+    if role == "all":
+        return ROUTES
+    return tuple(r for r in ROUTES if r.side in (role, "public"))
+
+
+def url_map(routes: tuple[Route, ...]) -> Map:
+    # strict_slashes off: "/agent" must not answer a redirect outside the error shape.
+    return Map(
+        [Rule(r.path, endpoint=r, methods=[r.method]) for r in routes],
+        strict_slashes=False,
+        merge_slashes=False,
+    )

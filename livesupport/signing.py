@@ -1,0 +1,86 @@
+"""Signed tokens: visitor identity, node affinity, agent sessions and cursors.
+
+Each purpose gets its own HMAC-SHA256 key derived from ``secret_key`` with
+HKDF, so a token signed for one purpose never verifies for another. Tokens are
+``<payload>.<signature>`` where the payload is dot-separated plain fields and
+the signature is unpadded base64url; the signature is checked in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+_PURPOSES = ("visitor", "node", "agent", "cursor")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class Signer:
+    """Signs and verifies the middleware's tokens with keys derived from one secret.
+
+    :param secret_key: The deployment's secret; every node must share it.
+    """
+
+    def __init__(self, secret_key: str | bytes) -> None:
+        secret = secret_key.encode() if isinstance(secret_key, str) else secret_key
+        self._keys = {
+            purpose: HKDF(
+                algorithm=hashes.SHA256(), length=32, salt=None, info=f"livesupport {purpose} v1".encode()
+            ).derive(secret)
+            for purpose in _PURPOSES
+        }
+
+    def _mac(self, purpose: str, payload: str) -> str:
+        digest = hmac.new(self._keys[purpose], payload.encode(), hashlib.sha256).digest()
+        return _b64(digest[:24])  # 192 bits: plenty against forgery, shorter cookies
+
+    def sign(self, purpose: str, *fields: str) -> str:
+        payload = ".".join(fields)
+        return f"{payload}.{self._mac(purpose, payload)}"
+
+    def unsign(self, purpose: str, token: str | None, nfields: int) -> list[str] | None:
+        """The fields of a token of ``purpose``, or ``None`` if it is malformed or forged."""
+        if not token or len(token) > 512:
+            return None
+        payload, _, mac = token.rpartition(".")
+        fields = payload.split(".")
+        if len(fields) != nfields or not all(fields):
+            return None
+        if not hmac.compare_digest(mac.encode(), self._mac(purpose, payload).encode()):
+            return None
+        return fields
+
+    # Visitor identity: "<visitor_id>.<expires>.<mac>".
+    def sign_visitor(self, visitor_id: str, max_age: int) -> str:
+        return self.sign("visitor", visitor_id, str(int(time.time()) + max_age))
+
+    def visitor_from(self, token: str | None) -> str | None:
+        fields = self.unsign("visitor", token, 2)
+        if fields is None or not fields[1].isdigit() or int(fields[1]) < time.time():
+            return None
+        return fields[0]
+
+    # Node affinity: "<node_id>.<mac over node and visitor>", so a balancer can
+    # route on the prefix and the cookie cannot be moved to another visitor.
+    def sign_affinity(self, node_id: str, visitor_id: str) -> str:
+        return f"{node_id}.{self._mac('node', node_id + '.' + visitor_id)}"
+
+    def affinity_from(self, token: str | None, visitor_id: str) -> str | None:
+        if not token or len(token) > 256:
+            return None
+        node_id, _, mac = token.partition(".")
+        expected = self._mac("node", node_id + "." + visitor_id)
+        return node_id if hmac.compare_digest(mac.encode(), expected.encode()) else None
+
+
+def token_hash(token: str) -> str:
+    """What the store keeps of a bearer token, so a leaked database holds no live session."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,213 @@
+"""The visitor routes: what the widget calls.
+
+A visitor only ever reaches its own conversations: every handler starts from
+the visitor named by the signed ``ls_vid`` cookie, never from an id the
+client sends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from .auth import NODE_COOKIE, VISITOR_COOKIE
+from .clock import new_id, utcnow
+from .context import Context
+from .delivery import visitor_key
+from .errors import NotFound
+from .http import json_response, no_content, query_int
+from .serialize import conversation_json, ephemeral_json, event_json, message_json
+from .store.base import VISITOR_FIELDS, Author, Conversation, Visitor
+
+
+class VisitorAPI:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    # -- helpers -------------------------------------------------------------
+    def _set_cookies(self, request: Request, response: Response, visitor: Visitor) -> None:
+        cfg = self.ctx.config
+        secure = request.scheme == "https"
+        response.set_cookie(
+            VISITOR_COOKIE,
+            self.ctx.signer.sign_visitor(visitor.id, cfg.visitor_cookie_max_age),
+            max_age=cfg.visitor_cookie_max_age,
+            path="/",
+            httponly=True,
+            samesite="Lax",
+            secure=secure,
+        )
+        self._set_affinity(request, response, visitor, force=True)
+
+    def _set_affinity(
+        self, request: Request, response: Response, visitor: Visitor, *, force: bool = False
+    ) -> None:
+        """Re-issue ``ls_node`` when it is missing, forged or names another node."""
+        signer, node_id = self.ctx.signer, self.ctx.config.node_id
+        if not force and signer.affinity_from(request.cookies.get(NODE_COOKIE), visitor.id) == node_id:
+            return
+        response.set_cookie(
+            NODE_COOKIE,
+            signer.sign_affinity(node_id, visitor.id),
+            path="/",
+            httponly=True,
+            samesite="Lax",
+            secure=request.scheme == "https",
+        )
+
+    def _own(self, conversation: Conversation) -> Conversation:
+        """Take the conversation over if another node was recorded on it, so agents'
+        replies are published to this node from now on."""
+        if conversation.status != "closed" and conversation.node_id != self.ctx.config.node_id:
+            return self.ctx.store.set_node(conversation.id, self.ctx.config.node_id) or conversation
+        return conversation
+
+    def _latest(self, visitor: Visitor) -> Conversation | None:
+        store = self.ctx.store
+        current = store.open_conversation(visitor.id)
+        if current is not None:
+            return current
+        everything = store.visitor_conversations(visitor.id)
+        return everything[-1] if everything else None
+
+    def _identified(self, request: Request, visitor: Visitor | None) -> Visitor | None:
+        """The visitor for the host's signed-in user, when ``identify`` names one."""
+        identify = self.ctx.config.identify
+        user = identify(request.environ) if identify else None
+        if not user or not user.get("id"):
+            return visitor
+        external_id = str(user["id"])[:200]
+        if visitor is not None and visitor.external_id == external_id:
+            return visitor
+        return self.ctx.store.create_visitor(
+            Visitor(id=new_id("v"), external_id=external_id, created_at=utcnow())
+        )
+
+    # -- routes --------------------------------------------------------------
+    def visitor_session(self, request: Request, body: dict[str, Any]) -> Response:
+        ctx, store = self.ctx, self.ctx.store
+        visitor = self._identified(request, ctx.auth.visitor_or_none(request))
+        if visitor is None:
+            visitor = store.create_visitor(Visitor(id=new_id("v"), created_at=utcnow()))
+        fields = {k: str(body[k]) for k in VISITOR_FIELDS if k in body}
+        fields["user_agent"] = request.headers.get("User-Agent", "")[:500]
+        identify = ctx.config.identify
+        user = identify(request.environ) if identify else None
+        if user:
+            # The host vouches for these; the widget's own claims do not override them.
+            fields.update({k: str(user[k])[:254] for k in ("name", "email") if user.get(k)})
+        visitor = store.update_visitor(visitor.id, **fields) or visitor
+        conversation = self._latest(visitor)
+        if conversation is not None:
+            conversation = self._own(conversation)
+        now = utcnow()
+        seen_since = datetime.fromtimestamp(now.timestamp() - ctx.config.agent_online_grace, now.tzinfo)
+        response = json_response(
+            {
+                "visitor_id": visitor.id,
+                "conversation_id": conversation.id if conversation else None,
+                "cursor": ctx.cursor("v", visitor.id, store.feed_position()),
+                "node_id": ctx.config.node_id,
+                "agents_online": store.agents_online(seen_since),
+            }
+        )
+        self._set_cookies(request, response, visitor)
+        return response
+
+    def visitor_send(self, request: Request, body: dict[str, Any], visitor: Visitor) -> Response:
+        ctx = self.ctx
+        ctx.check_send_rate(visitor.id)
+        result = ctx.store.visitor_send(
+            visitor, body["client_msg_id"], body["body"], ctx.config.node_id, utcnow()
+        )
+        conversation = result.conversation
+        if result.created:
+            conversation = self._own(conversation)
+            ctx.delivery.to_visitor(conversation)  # the visitor's other tabs
+            ctx.delivery.to_agents(conversation, everyone=result.conversation_created)
+        response = json_response(
+            {"message": message_json(result.message)}, status=201 if result.created else 200
+        )
+        self._set_affinity(request, response, visitor)
+        return response
+
+    def visitor_poll(self, request: Request, body: dict[str, Any], visitor: Visitor) -> Response:
+        ctx = self.ctx
+        after = ctx.read_cursor(request, "v", visitor.id) or 0
+        timeout = ctx.poll_timeout(request)
+        current = ctx.store.open_conversation(visitor.id)
+        if current is not None:
+            self._own(current)
+        page, ephemeral = ctx.long_poll(
+            [visitor_key(visitor.id)],
+            lambda: ctx.store.visitor_feed(visitor.id, after, ctx.config.page_size),
+            timeout,
+            limited=visitor_key(visitor.id),
+        )
+        closed: dict[str, dict[str, Any]] = {}
+        for event in page.events:
+            if event.type == "conversation_closed" and event.conversation_id not in closed:
+                found = ctx.store.get_conversation(event.conversation_id)
+                if found is not None:
+                    closed[found.id] = conversation_json(found, visitor)
+        events = [event_json(e, closed.get(e.conversation_id)) for e in page.events]
+        response = json_response(
+            {
+                "events": events + ephemeral,
+                "cursor": ctx.cursor("v", visitor.id, page.upto),
+                "more": page.more,
+            }
+        )
+        self._set_affinity(request, response, visitor)
+        return response
+
+    def visitor_history(self, request: Request, body: dict[str, Any], visitor: Visitor) -> Response:
+        before = query_int(request, "before")
+        limit = min(max(query_int(request, "limit", 50) or 50, 1), 100)
+        conversation = self._latest(visitor)
+        if conversation is None:
+            return json_response({"messages": []})
+        if before is None:
+            before = conversation.last_seq + 1
+        messages = self.ctx.store.messages(conversation.id, before_seq=before, limit=limit)
+        return json_response({"messages": [message_json(m) for m in messages]})
+
+    def visitor_typing(self, request: Request, body: dict[str, Any], visitor: Visitor) -> Response:
+        conversation = self.ctx.store.open_conversation(visitor.id)
+        if conversation is not None:
+            author = {"kind": "visitor", "id": visitor.id, "name": visitor.name}
+            event = ephemeral_json(
+                "typing", conversation.id, utcnow(), {"typing": body["typing"], "author": author}
+            )
+            self.ctx.delivery.to_agents(conversation, event)
+        return no_content()
+
+    def visitor_read(self, request: Request, body: dict[str, Any], visitor: Visitor) -> Response:
+        conversation = self._latest(visitor)
+        if conversation is not None and conversation.agent_id is not None:
+            author = {"kind": "visitor", "id": visitor.id, "name": visitor.name}
+            seq = min(body["seq"], conversation.last_seq)
+            event = ephemeral_json("read", conversation.id, utcnow(), {"seq": seq, "author": author})
+            self.ctx.delivery.to_agents(conversation, event)
+        return no_content()
+
+    def visitor_close(self, request: Request, body: dict[str, Any], visitor: Visitor) -> Response:
+        conversation = self._latest(visitor)
+        if conversation is None:
+            raise NotFound("there is no conversation to close")
+        change = self.ctx.store.close(
+            conversation.id, Author("visitor", visitor.id, visitor.name), utcnow()
+        )
+        if change.events:
+            self.ctx.delivery.to_visitor(change.conversation)
+            self.ctx.delivery.to_agents(change.conversation, everyone=True)
+        return json_response({"conversation": conversation_json(change.conversation, visitor)})
+
+    def visitor_rating(self, request: Request, body: dict[str, Any], visitor: Visitor) -> Response:
+        conversation = self._latest(visitor)
+        if conversation is None:
+            raise NotFound("there is no conversation to rate")
+        self.ctx.store.rate(conversation.id, body["score"], body.get("comment", ""), utcnow())
+        return no_content()
