@@ -237,6 +237,7 @@ class Store:
 
     # -- agent sessions --------------------------------------------------
     def create_session(self, session: AgentSession) -> None:
+        """:class:`KeyError` if the session's agent does not exist."""
         raise NotImplementedError
 
     def get_session(self, token_hash: str) -> AgentSession | None:
@@ -268,7 +269,8 @@ class Store:
     # -- visitors ----------------------------------------------------------
     def create_visitor(self, visitor: Visitor) -> Visitor:
         """Store a new visitor. With an ``external_id`` that another visitor already has,
-        store nothing and return that visitor (one visitor per host user)."""
+        store nothing and return that visitor (one visitor per host user).
+        Raises :class:`StoreConflict` if a visitor with that ``id`` exists."""
         raise NotImplementedError
 
     def get_visitor(self, visitor_id: str) -> Visitor | None:
@@ -323,7 +325,8 @@ class Store:
 
         Idempotent on ``(visitor, client_msg_id)`` across all the visitor's
         conversations: a repeat returns the first message, ``created=False``,
-        whatever the body. Concurrent first sends open exactly one conversation."""
+        whatever the body. Concurrent first sends open exactly one conversation.
+        :class:`KeyError` if it must open one and the visitor was never stored."""
         raise NotImplementedError
 
     def agent_send(
@@ -383,18 +386,24 @@ class Store:
 
     def visitor_feed(self, visitor_id: str, after: int, limit: int) -> FeedPage:
         """Durable events of the visitor's conversations with ``pos > after``, in ``pos``
-        order, at most ``limit``."""
+        order, at most ``limit`` (at least 1). Pages through the visitor's events only:
+        ``more`` when more of them are committed beyond ``upto``."""
         raise NotImplementedError
 
     def agent_feed(self, agent_id: str, after: int, limit: int) -> FeedPage:
         """For an agent's poll: events with ``pos > after`` of conversations that are
         waiting or that ``agent_id`` holds (as they are now), and, in
-        ``conversations``, every conversation whose ``pos`` is in ``(after, upto]``."""
+        ``conversations``, every conversation whose ``pos`` is in ``(after, upto]``.
+
+        Pages through every event, relevant or not, so that the range stays
+        bounded: a page may hold fewer than ``limit`` events, even none, with
+        ``more`` set."""
         raise NotImplementedError
 
     # -- ratings ---------------------------------------------------------------
     def rate(self, conversation_id: str, score: int, comment: str, at: datetime) -> None:
-        """Store the visitor's rating of a conversation, replacing an earlier one."""
+        """Store the visitor's rating of a conversation, replacing an earlier one.
+        :class:`KeyError` if there is no such conversation."""
         raise NotImplementedError
 
     def get_rating(self, conversation_id: str) -> tuple[int, str] | None:

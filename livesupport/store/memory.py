@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from ..clock import new_id, utcnow
 from .base import (
@@ -115,12 +117,17 @@ class MemoryStore(Store):
 
     def agents_online(self, seen_since: datetime) -> bool:
         return any(
-            a.status == "online" and not a.disabled and a.last_seen_at and a.last_seen_at >= seen_since
+            a.status == "online"
+            and not a.disabled
+            and a.last_seen_at
+            and a.last_seen_at >= seen_since
             for a in self._agents.values()
         )
 
     # -- sessions --------------------------------------------------------
     def create_session(self, session: AgentSession) -> None:
+        if session.agent_id not in self._agents:
+            raise KeyError(session.agent_id)
         self._sessions[session.token_hash] = session
 
     def get_session(self, token_hash: str) -> AgentSession | None:
@@ -160,6 +167,8 @@ class MemoryStore(Store):
                 existing = self.find_visitor(visitor.external_id)
                 if existing is not None:
                     return existing
+            if visitor.id in self._visitors:
+                raise StoreConflict(f"visitor {visitor.id!r} exists")
             if visitor.created_at is None:
                 visitor = dataclasses.replace(visitor, created_at=utcnow())
             self._visitors[visitor.id] = visitor
@@ -179,7 +188,7 @@ class MemoryStore(Store):
             visitor = self._visitors.get(visitor_id)
             if visitor is None:
                 return None
-            changed = {k: v for k, v in fields.items() if getattr(visitor, k) != v}
+            changed: dict[str, Any] = {k: v for k, v in fields.items() if getattr(visitor, k) != v}
             if not changed:
                 return visitor
             visitor = self._visitors[visitor_id] = dataclasses.replace(visitor, **changed)
@@ -213,7 +222,9 @@ class MemoryStore(Store):
         limit: int = 50,
         before: str | None = None,
     ) -> list[Conversation]:
-        rows = sorted(self._conversations.values(), key=lambda c: (c.created_at, c.id), reverse=True)
+        rows = sorted(
+            self._conversations.values(), key=lambda c: (c.created_at, c.id), reverse=True
+        )
         if before is not None:
             anchor = self._conversations.get(before)
             if anchor is None:
@@ -222,7 +233,8 @@ class MemoryStore(Store):
         rows = [
             c
             for c in rows
-            if (status is None or c.status == status) and (agent_id is None or c.agent_id == agent_id)
+            if (status is None or c.status == status)
+            and (agent_id is None or c.agent_id == agent_id)
         ]
         return rows[:limit]
 
@@ -248,6 +260,8 @@ class MemoryStore(Store):
             conversation = self.open_conversation(visitor.id)
             opened = conversation is None
             if conversation is None:
+                if visitor.id not in self._visitors:
+                    raise KeyError(visitor.id)
                 conversation = Conversation(
                     id=new_id("c"),
                     visitor_id=visitor.id,
@@ -260,8 +274,12 @@ class MemoryStore(Store):
                     pos=0,
                 )
             author = Author("visitor", visitor.id, visitor.name)
-            message = self._append(conversation, "message", at, client_msg_id=client_msg_id, author=author, body=body)
-            conversation = self._save(conversation, last_seq=message.seq, pos=message.pos, updated_at=at)
+            message = self._append(
+                conversation, "message", at, client_msg_id=client_msg_id, author=author, body=body
+            )
+            conversation = self._save(
+                conversation, last_seq=message.seq, pos=message.pos, updated_at=at
+            )
             self._sent[key] = message
             return SendResult(message, conversation, True, (message,), opened)
 
@@ -282,10 +300,17 @@ class MemoryStore(Store):
                     conversation, status="active", agent_id=agent.id, last_seq=joined.seq
                 )
             message = self._append(
-                conversation, "message", at, client_msg_id=client_msg_id, author=agent.author, body=body
+                conversation,
+                "message",
+                at,
+                client_msg_id=client_msg_id,
+                author=agent.author,
+                body=body,
             )
             events.append(message)
-            conversation = self._save(conversation, last_seq=message.seq, pos=message.pos, updated_at=at)
+            conversation = self._save(
+                conversation, last_seq=message.seq, pos=message.pos, updated_at=at
+            )
             self._sent[key] = message
             return SendResult(message, conversation, True, tuple(events))
 
@@ -398,7 +423,9 @@ class MemoryStore(Store):
     def visitor_feed(self, visitor_id: str, after: int, limit: int) -> FeedPage:
         with self._lock:
             mine = {c.id for c in self.visitor_conversations(visitor_id)}
-            return self._page(lambda e: e.conversation_id in mine, after, limit, with_conversations=False)
+            return self._page(
+                lambda e: e.conversation_id in mine, after, limit, with_conversations=False
+            )
 
     def agent_feed(self, agent_id: str, after: int, limit: int) -> FeedPage:
         with self._lock:
@@ -409,9 +436,22 @@ class MemoryStore(Store):
 
             return self._page(relevant, after, limit, with_conversations=True)
 
-    def _page(self, keep, after: int, limit: int, *, with_conversations: bool) -> FeedPage:  # type: ignore[no-untyped-def]
+    def _page(
+        self,
+        keep: Callable[[StoredEvent], bool],
+        after: int,
+        limit: int,
+        *,
+        with_conversations: bool,
+    ) -> FeedPage:
+        if limit < 1:
+            raise ValueError(f"a feed page holds at least one event, not {limit}")
         top = self._pos
-        later = [e for e in self._events if e.pos > after]
+        # The agent feed pages over every event, which keeps ``conversations``
+        # (every change in the range) bounded; the visitor feed over the
+        # visitor's own events only, so a returning visitor never pages
+        # through everyone else's.
+        later = [e for e in self._events if e.pos > after and (with_conversations or keep(e))]
         upto, more = top, False
         if len(later) > limit:
             # Cut by position so that a page never splits what one position holds.
@@ -420,12 +460,14 @@ class MemoryStore(Store):
         conversations: list[Conversation] = []
         if with_conversations:
             conversations = sorted(
-                (c for c in self._conversations.values() if after < c.pos <= upto), key=lambda c: c.pos
+                (c for c in self._conversations.values() if after < c.pos <= upto),
+                key=lambda c: c.pos,
             )
         return FeedPage(events, max(upto, after), more, conversations)
 
     # -- ratings ---------------------------------------------------------------
     def rate(self, conversation_id: str, score: int, comment: str, at: datetime) -> None:
+        self._existing(conversation_id)
         self._ratings[conversation_id] = (score, comment)
 
     def get_rating(self, conversation_id: str) -> tuple[int, str] | None:
@@ -447,8 +489,14 @@ class MemoryStore(Store):
         self._conversations[conversation.id] = conversation
         return conversation
 
-    def _append(self, conversation: Conversation, type_: str, at: datetime, **fields: object) -> StoredEvent:
-        seq = (self._by_conversation[conversation.id][-1].seq if self._by_conversation[conversation.id] else 0) + 1
+    def _append(
+        self, conversation: Conversation, type_: str, at: datetime, **fields: object
+    ) -> StoredEvent:
+        seq = (
+            self._by_conversation[conversation.id][-1].seq
+            if self._by_conversation[conversation.id]
+            else 0
+        ) + 1
         event = StoredEvent(
             type=type_,
             conversation_id=conversation.id,

@@ -1,0 +1,1 @@
+"""Alembic migrations of the SQL store; run by :meth:`SQLStore.upgrade`, not by hand."""
