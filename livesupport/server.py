@@ -1,0 +1,217 @@
+"""The production server behind ``livesupport serve`` and ``livesupport demo``.
+
+A gevent WSGI server tuned for long-polling: one greenlet per connection (a
+parked poll costs kilobytes, not a thread), ``TCP_NODELAY`` on every accepted
+socket, a deep listen backlog, the open-file limit raised, and a graceful stop
+on SIGTERM/SIGINT that answers the parked polls first so that clients
+reconnect to another node at once instead of timing out.
+
+Use it through the command line; call :func:`serve` directly only from a
+process that has already run ``gevent.monkey.patch_all()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import gevent
+from gevent.pool import Pool
+from gevent.pywsgi import WSGIHandler, WSGIServer
+
+BACKLOG = 2048  # pending connections; the kernel caps it at net.core.somaxconn
+STOP_TIMEOUT = 10.0  # seconds in-flight requests get to finish after SIGTERM
+
+
+class AppNotFound(Exception):
+    """``MODULE:APP`` does not name a WSGI application; the message says why."""
+
+
+def load_app(spec: str) -> Callable[..., Any]:
+    """The WSGI callable named by ``MODULE:APP`` (``APP`` may be dotted), importing
+    MODULE from the current directory or ``PYTHONPATH``, as gunicorn does.
+
+    Raises :class:`AppNotFound` when the module or attribute does not exist; an
+    error inside the module (a missing dependency of its own) propagates as is.
+    """
+    module_name, colon, attr = spec.partition(":")
+    if not colon or not module_name or not attr:
+        raise AppNotFound(f"expected MODULE:APP (like mysite.wsgi:application), got {spec!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
+            raise
+        raise AppNotFound(
+            f"cannot import {module_name!r}: no such module in {os.getcwd()} or PYTHONPATH"
+        ) from None
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise AppNotFound(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not callable(target):
+        raise AppNotFound(f"{spec} is not a WSGI application (not callable)")
+    return target
+
+
+class _Handler(WSGIHandler):
+    """Marks its greenlet idle while it waits for the next request on a
+    keep-alive connection, so a stopping server can close idle connections at
+    once instead of waiting for clients that may never speak again."""
+
+    server: LiveSupportServer
+
+    def read_requestline(self) -> str:
+        server = self.server
+        if server.stopping:
+            return ""  # close the connection after the response just sent
+        current = gevent.getcurrent()
+        server.idle.add(current)
+        try:
+            line: str = super().read_requestline()
+        finally:
+            server.idle.discard(current)
+        return line
+
+
+class LiveSupportServer(WSGIServer):
+    """A :class:`gevent.pywsgi.WSGIServer` for many held connections.
+
+    :param listener: ``(host, port)`` to bind.
+    :param application: The WSGI application.
+    :param log: Where to write the access log; ``None`` (the default) writes none,
+        since a log line per poll costs more than the poll.
+    :param backlog: Length of the listen queue.
+    """
+
+    handler_class = _Handler
+
+    def __init__(
+        self,
+        listener: tuple[str, int],
+        application: Callable[..., Any],
+        *,
+        log: TextIO | None = None,
+        backlog: int = BACKLOG,
+    ) -> None:
+        # An unbounded pool: stop() can only wait for handlers it tracks.
+        # SERVER_NAME given so pywsgi skips its reverse-DNS lookup of the address.
+        super().__init__(
+            listener,
+            application,
+            backlog=backlog,
+            spawn=Pool(),
+            log=log,
+            environ={"SERVER_NAME": listener[0] or "localhost"},
+        )
+        self.stopping = False
+        self.idle: set[gevent.Greenlet] = set()
+
+    def handle(self, sock: socket.socket, address: Any) -> None:
+        # pywsgi sends headers and body in two writes; with Nagle on, a
+        # keep-alive response then waits ~40 ms for the client's delayed ACK.
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not TCP (a Unix socket); nothing to tune
+        super().handle(sock, address)
+
+    def graceful_stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop accepting, close idle keep-alive connections, let the requests in
+        flight finish for up to ``timeout`` seconds, then kill what remains."""
+        self.stopping = True
+        self.close()
+        gevent.killall(list(self.idle), block=False)
+        self.stop(timeout=timeout)
+
+
+def raise_open_file_limit() -> int | None:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit: every parked poll holds a
+    socket, and the usual soft limit of 1024 would cap a node at about a thousand.
+    Returns the new soft limit, or ``None`` where it cannot be changed."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20  # macOS reports "unlimited" but refuses it for files
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def base_url(host: str, port: int) -> str:
+    """``http://host:port`` for printing, with IPv6 addresses in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _announce(url: str) -> None:
+    print(f"livesupport: listening on {url} (Ctrl-C to stop)", flush=True)
+
+
+def serve(
+    app: Callable[..., Any],
+    host: str,
+    port: int,
+    *,
+    middleware: Any = None,
+    log: TextIO | None = None,
+    stop_timeout: float = STOP_TIMEOUT,
+    on_ready: Callable[[str], None] = _announce,
+) -> None:
+    """Serve ``app`` on ``host:port`` until SIGTERM or SIGINT, then stop gracefully.
+
+    On the first signal: ``middleware.shutdown()`` answers every parked poll,
+    the listener closes, idle connections close, and requests in flight get
+    ``stop_timeout`` seconds to finish. A second signal kills what remains.
+    Returns when the server has stopped; raises :class:`OSError` if it cannot
+    listen.
+
+    :param app: The WSGI application, usually the middleware itself.
+    :param middleware: The :class:`~livesupport.LiveSupport` to shut down first
+        and close last; ``None`` for a plain WSGI app.
+    :param log: Access log destination; ``None`` for none.
+    :param on_ready: Called with the base URL once the socket listens.
+    """
+    raise_open_file_limit()
+    server = LiveSupportServer((host, port), app, log=log)
+    server.start()  # binds now, so a busy port fails before the banner
+    stopper: list[gevent.Greenlet] = []
+
+    def on_signal(signum: int) -> None:
+        if stopper:
+            print("livesupport: stopping now", file=sys.stderr, flush=True)
+            server.pool.kill(block=False)
+            return
+        name = signal.Signals(signum).name
+        print(f"livesupport: {name}, finishing requests in flight", file=sys.stderr, flush=True)
+        stopper.append(gevent.getcurrent())
+        if middleware is not None:
+            middleware.shutdown()
+        server.graceful_stop(stop_timeout)
+
+    handlers = [gevent.signal_handler(s, on_signal, s) for s in (signal.SIGTERM, signal.SIGINT)]
+    try:
+        on_ready(base_url(host, server.server_port))
+        server.serve_forever(stop_timeout=stop_timeout)
+        if stopper:
+            stopper[0].join()  # serve_forever wakes as soon as the listener closes
+    finally:
+        for handler in handlers:
+            handler.cancel()
+        close = getattr(middleware, "close", None)
+        if callable(close):
+            close()
