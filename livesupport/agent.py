@@ -8,6 +8,7 @@ closes it: anyone else gets 409, as for a claim of a held conversation.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,10 +20,12 @@ from .context import Context
 from .delivery import AGENTS, agent_key
 from .errors import BadRequest, Conflict, Invalid, NotFound
 from .http import json_response, no_content, query_int
+from .schemas import ID_PATTERN
 from .serialize import conversation_json, ephemeral_json, event_json, message_json
 from .store.base import Agent, Change, Conversation, NotHeld, StoreConflict, StoredEvent, Visitor
 
 STATUSES = ("waiting", "active", "closed")
+ID = re.compile(ID_PATTERN)
 
 
 def agent_json(agent: Agent) -> dict[str, Any]:
@@ -55,6 +58,7 @@ class AgentAPI:
             self.ctx.delivery.to_agents(change.conversation, everyone=True)
             if also:
                 self.ctx.delivery.to_agents(change.conversation, also=also)
+            self.ctx.announce_queue()
         return json_response({"conversation": self._json(change.conversation)})
 
     # -- session -------------------------------------------------------------
@@ -78,7 +82,9 @@ class AgentAPI:
 
     def agent_logout(self, request: Request, body: dict[str, Any], who: AgentContext) -> Response:
         store, now = self.ctx.store, utcnow()
-        for conversation in store.list_conversations(status="active", agent_id=who.agent.id, limit=1000):
+        for conversation in store.list_conversations(
+            status="active", agent_id=who.agent.id, limit=1000
+        ):
             try:
                 self._changed(store.release(conversation.id, who.agent, now))
             except (NotHeld, KeyError):
@@ -101,12 +107,16 @@ class AgentAPI:
         return json_response({"agents": [agent_json(a) for a in agents]})
 
     # -- conversations -------------------------------------------------------
-    def agent_conversations(self, request: Request, body: dict[str, Any], who: AgentContext) -> Response:
+    def agent_conversations(
+        self, request: Request, body: dict[str, Any], who: AgentContext
+    ) -> Response:
         status = request.args.get("status") or None
         if status is not None and status not in STATUSES:
             raise BadRequest("status must be waiting, active or closed")
         limit = min(max(query_int(request, "limit", 50) or 50, 1), 100)
         before = request.args.get("before") or None
+        if before is not None and not ID.fullmatch(before):
+            raise BadRequest("before must be a conversation id")
         rows = self.ctx.store.list_conversations(status=status, limit=limit, before=before)  # type: ignore[arg-type]
         visitors = self._visitors(rows)
         return json_response(
@@ -120,10 +130,15 @@ class AgentAPI:
         conversation = self._conversation(cid)
         messages = self.ctx.store.messages(conversation.id, after_seq=after, limit=10_000)
         return json_response(
-            {"conversation": self._json(conversation), "messages": [message_json(m) for m in messages]}
+            {
+                "conversation": self._json(conversation),
+                "messages": [message_json(m) for m in messages],
+            }
         )
 
-    def agent_claim(self, request: Request, body: dict[str, Any], who: AgentContext, cid: str) -> Response:
+    def agent_claim(
+        self, request: Request, body: dict[str, Any], who: AgentContext, cid: str
+    ) -> Response:
         self._conversation(cid)
         try:
             change = self.ctx.store.claim(cid, who.agent, utcnow())
@@ -133,10 +148,14 @@ class AgentAPI:
             raise Conflict("the conversation is closed") from None
         return self._changed(change)
 
-    def agent_send(self, request: Request, body: dict[str, Any], who: AgentContext, cid: str) -> Response:
+    def agent_send(
+        self, request: Request, body: dict[str, Any], who: AgentContext, cid: str
+    ) -> Response:
         self._conversation(cid)
         try:
-            result = self.ctx.store.agent_send(cid, who.agent, body["client_msg_id"], body["body"], utcnow())
+            result = self.ctx.store.agent_send(
+                cid, who.agent, body["client_msg_id"], body["body"], utcnow()
+            )
         except NotHeld:
             raise Conflict("another agent holds this conversation") from None
         except StoreConflict:
@@ -149,15 +168,21 @@ class AgentAPI:
             {"message": message_json(result.message)}, status=201 if result.created else 200
         )
 
-    def agent_typing(self, request: Request, body: dict[str, Any], who: AgentContext, cid: str) -> Response:
+    def agent_typing(
+        self, request: Request, body: dict[str, Any], who: AgentContext, cid: str
+    ) -> Response:
         conversation = self._conversation(cid)
         if conversation.status == "active" and conversation.agent_id == who.agent.id:
             author = {"kind": "agent", "id": who.agent.id, "name": who.agent.name}
-            event = ephemeral_json("typing", cid, utcnow(), {"typing": body["typing"], "author": author})
+            event = ephemeral_json(
+                "typing", cid, utcnow(), {"typing": body["typing"], "author": author}
+            )
             self.ctx.delivery.to_visitor(conversation, event)
         return no_content()
 
-    def agent_transfer(self, request: Request, body: dict[str, Any], who: AgentContext, cid: str) -> Response:
+    def agent_transfer(
+        self, request: Request, body: dict[str, Any], who: AgentContext, cid: str
+    ) -> Response:
         conversation = self._conversation(cid)
         target = self.ctx.store.get_agent(body["agent_id"])
         if target is None or target.disabled:
@@ -172,10 +197,16 @@ class AgentAPI:
             raise Conflict("the conversation is closed") from None
         return self._changed(change, also=target.id)
 
-    def agent_close(self, request: Request, body: dict[str, Any], who: AgentContext, cid: str) -> Response:
+    def agent_close(
+        self, request: Request, body: dict[str, Any], who: AgentContext, cid: str
+    ) -> Response:
         conversation = self._conversation(cid)
         agent = who.agent
-        if conversation.status != "closed" and agent.role != "supervisor" and conversation.agent_id != agent.id:
+        if (
+            conversation.status != "closed"
+            and agent.role != "supervisor"
+            and conversation.agent_id != agent.id
+        ):
             raise Conflict("only the agent holding the conversation closes it")
         return self._changed(self.ctx.store.close(cid, agent.author, utcnow()))
 
@@ -196,7 +227,11 @@ class AgentAPI:
         # Typing of conversations this agent neither holds nor could take is not its business.
         relevant = [e for e in ephemeral if self._concerns(e, agent_id)]
         return json_response(
-            {"events": events + relevant, "cursor": ctx.cursor("a", agent_id, page.upto), "more": page.more}
+            {
+                "events": events + relevant,
+                "cursor": ctx.cursor("a", agent_id, page.upto),
+                "more": page.more,
+            }
         )
 
     def _concerns(self, event: dict[str, Any], agent_id: str) -> bool:
@@ -221,4 +256,3 @@ class AgentAPI:
             kind = "conversation_waiting" if c.status == "waiting" else "conversation_updated"
             items.append((c.pos, 1, ephemeral_json(kind, c.id, c.updated_at, as_json[c.id])))
         return [item for _, _, item in sorted(items, key=lambda t: (t[0], t[1]))]
-

@@ -13,13 +13,22 @@ from typing import Any
 from werkzeug.wrappers import Request
 
 from .auth import Auth
+from .clock import utcnow
 from .config import Config
 from .delivery import Delivery
 from .errors import BadRequest, RateLimited
 from .http import query_number
 from .hub import PollHub
+from .serialize import ephemeral_json
 from .signing import Signer
 from .store.base import FeedPage, Store
+
+QUEUE_ANNOUNCED = 100  # waiting visitors told their place; those behind hear when they move up
+
+
+def _has_news(page: FeedPage) -> bool:
+    # ``more`` alone counts: a page of other agents' events can be empty for this one.
+    return bool(page.events or page.conversations or page.more)
 
 
 @dataclass
@@ -67,11 +76,19 @@ class Context:
         timeout passes); the last page read and the ephemeral events received."""
         waiter = self.hub.register(keys, limited=limited)
         try:
-            page = self.hub.wait(waiter, read, lambda p: bool(p.events or p.conversations), timeout,
-                                 self.clock)  # fmt: skip
+            page = self.hub.wait(waiter, read, _has_news, timeout, self.clock)
             return page, list(waiter.ephemeral)
         finally:
             self.hub.unregister(waiter)
+
+    def announce_queue(self) -> None:
+        """Tell each waiting visitor its place in the queue (an ephemeral ``queue`` event)."""
+        now = utcnow()
+        for place, conversation in enumerate(self.store.waiting_queue()[:QUEUE_ANNOUNCED], 1):
+            data = {"position": place, "estimated_wait_s": None}
+            self.delivery.to_visitor(
+                conversation, ephemeral_json("queue", conversation.id, now, data)
+            )
 
     # -- send rate, per visitor and per node -------------------------------------
     def check_send_rate(self, visitor_id: str) -> None:

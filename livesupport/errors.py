@@ -70,6 +70,12 @@ class RateLimited(ApiError):
         super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after + 0.999)))})
 
 
+class InternalError(ApiError):
+    """A bug on the server's side; never a reaction to what a client sent."""
+
+    status, code = 500, "internal"
+
+
 class Unavailable(ApiError):
     status, code = 503, "unavailable"
 

@@ -92,6 +92,7 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 def no_content() -> Response:
     response = Response(status=204)
+    del response.headers["Content-Type"]  # a 204 has no content, so no type either
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -10,7 +10,7 @@ passes through untouched, the application's own iterable included.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 StartResponse = Callable[..., Callable[[bytes], object]]
@@ -53,8 +53,11 @@ class _Response:
         self.decided = False
         self.chunks: list[bytes] = []
         self.size = 0
+        self.result_closed = False
 
-    def capture(self, status: str, headers: Headers, exc_info: Any = None) -> Callable[[bytes], object]:
+    def capture(
+        self, status: str, headers: Headers, exc_info: Any = None
+    ) -> Callable[[bytes], object]:
         if self.decided and self.held is None:
             return self.start_response(status, headers, exc_info)
         self.decided = True
@@ -91,7 +94,7 @@ class _Response:
         if page:
             yield page
 
-    def body(self, result: Iterable[bytes]) -> Iterator[bytes]:
+    def body(self, result: Iterable[bytes]) -> Generator[bytes, None, None]:
         try:
             for chunk in result:
                 if self.held is None:
@@ -105,9 +108,31 @@ class _Response:
             elif not self.decided:
                 raise RuntimeError("the host application never called start_response")
         finally:
+            self.close_result(result)
+
+    def close_result(self, result: Iterable[bytes]) -> None:
+        if not self.result_closed:
+            self.result_closed = True
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+
+
+class _Closing:
+    """The changed body, closing the host's iterable even if the server never
+    iterates it (PEP 3333: ``close()`` must reach the application)."""
+
+    def __init__(self, response: _Response, result: Iterable[bytes]) -> None:
+        self._response = response
+        self._result = result
+        self._body = response.body(result)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._body
+
+    def close(self) -> None:
+        self._body.close()  # runs body()'s finally if it had started
+        self._response.close_result(self._result)
 
 
 def inject(app: WSGIApp, snippet: bytes, *, max_buffer: int = 2 * 1024 * 1024) -> WSGIApp:
@@ -121,6 +146,6 @@ def inject(app: WSGIApp, snippet: bytes, *, max_buffer: int = 2 * 1024 * 1024) -
         result = app(environ, response.capture)
         if response.decided and response.held is None:
             return result  # not a candidate: the host's iterable, untouched
-        return response.body(result)
+        return _Closing(response, result)
 
     return injecting

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from html import escape
 from typing import Any
 
@@ -31,7 +31,7 @@ from .bus import BusUnavailable, open_bus
 from .config import Config
 from .context import Context
 from .delivery import Delivery
-from .errors import ApiError, MethodNotAllowed, NotFound, Unavailable
+from .errors import ApiError, BadRequest, InternalError, MethodNotAllowed, NotFound, Unavailable
 from .http import error_response, json_response, read_json
 from .hub import PollHub
 from .injection import StartResponse, WSGIApp, inject
@@ -106,7 +106,13 @@ class LiveSupport:
         if path == prefix or path.startswith(prefix + "/"):
             if not self._gevent_checked:
                 self._check_gevent(environ)
-            response = self._handle(Request(environ), path[len(prefix) :] or "/")
+            request = Request(environ)
+            sub = path[len(prefix) :] or "/"
+            if sub == "/agent" and self.config.role != "visitor":
+                # The console's assets are relative to /agent/, so it must end in a slash.
+                target = request.script_root + prefix + "/agent/"
+                return Response(status=308, headers={"Location": target})(environ, start_response)
+            response = self._handle(request, sub)
             return response(environ, start_response)
         if self._host is None:
             script = escape(environ.get("SCRIPT_NAME", "") + prefix + "/widget.js")
@@ -119,7 +125,9 @@ class LiveSupport:
             try:
                 route, args = self._urls.match(path, method=request.method)
             except WzMethodNotAllowed as exc:
-                raise MethodNotAllowed("method not allowed here", list(exc.valid_methods or [])) from None
+                raise MethodNotAllowed(
+                    "method not allowed here", list(exc.valid_methods or [])
+                ) from None
             except (WzNotFound, RequestRedirect):
                 raise NotFound("no such route") from None
             response = self._dispatch(route, request, args)
@@ -127,24 +135,36 @@ class LiveSupport:
             response = error_response(error)
         except StoreUnavailable:
             log.warning("store unavailable", exc_info=True)
-            response = error_response(Unavailable("the chat's storage is unavailable; retry shortly"))
+            response = error_response(
+                Unavailable("the chat's storage is unavailable; retry shortly")
+            )
         except BusUnavailable:
             log.warning("bus unavailable", exc_info=True)
-            response = error_response(Unavailable("the chat's message bus is unavailable; retry shortly"))
+            response = error_response(
+                Unavailable("the chat's message bus is unavailable; retry shortly")
+            )
+        except Exception:
+            # A bug, not the client's doing: logged in full, answered in the error shape.
+            log.exception("error handling %s %s", request.method, request.path)
+            response = error_response(InternalError("internal error; it has been logged"))
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         response.headers.setdefault("Content-Security-Policy", API_CSP)
         return response
 
-    def _dispatch(self, route: Route, request: Request, args: dict[str, str]) -> Response:
+    def _dispatch(self, route: Route, request: Request, args: Mapping[str, Any]) -> Response:
         handler = self._handlers[route.endpoint]
         who: Any = None
         if route.auth == "visitor":
             who = self.ctx.auth.visitor(request)
         elif route.auth == "agent":
             who = self.ctx.auth.agent(request, csrf=route.csrf)
-        if route.side == "public" or route.endpoint in ("widget", "console"):
-            return handler(request)  # type: ignore[no-any-return]
+        try:
+            request.args  # noqa: B018 (parsed here, once, so bad bytes answer 400 in order)
+        except UnicodeDecodeError:
+            raise BadRequest("the query string is not valid UTF-8") from None
+        if route.side == "public" or route.media != "application/json":  # pages and files
+            return handler(request)
         body: dict[str, Any] = {}
         if route.method == "POST":
             limit = self.config.max_body_bytes
@@ -155,8 +175,8 @@ class LiveSupport:
             else:
                 body = read_json(request, route.body, limit)
         if who is None:
-            return handler(request, body)  # type: ignore[no-any-return]
-        return handler(request, body, who, **args)  # type: ignore[no-any-return]
+            return handler(request, body)
+        return handler(request, body, who, **args)
 
     def _check_gevent(self, environ: dict[str, Any]) -> None:
         self._gevent_checked = True
@@ -182,6 +202,14 @@ class LiveSupport:
         response = assets.serve(request, data, etag, "text/html", "no-cache")
         response.headers["Content-Security-Policy"] = CONSOLE_CSP
         return response
+
+    def console_script(self, request: Request) -> Response:
+        data, etag = assets.load("console.js")
+        return assets.serve(request, data, etag, "text/javascript", "no-cache")
+
+    def console_style(self, request: Request) -> Response:
+        data, etag = assets.load("console.css")
+        return assets.serve(request, data, etag, "text/css", "no-cache")
 
     def healthz(self, request: Request) -> Response:
         parts = {"store": "ok", "bus": "ok"}
@@ -223,4 +251,4 @@ class LiveSupport:
     def close(self) -> None:
         self.shutdown()
         self.bus.close()
-        self.store.close()
+        self.store.dispose()

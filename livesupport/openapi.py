@@ -42,8 +42,16 @@ def _operation(route: Route) -> dict[str, Any]:
         {"name": n, "in": "query", "required": False, "description": d, "schema": {"type": t}}
         for n, t, d in route.query
     ]
-    names = re.findall(r"<(\w+)>", route.path)
-    params += [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+    names = re.findall(r"<(?:\w+:)?(\w+)>", route.path)
+    params += [
+        {
+            "name": n,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "pattern": s.ID_PATTERN},
+        }
+        for n in names
+    ]
     if params:
         op["parameters"] = params
     if route.body is not None:
@@ -58,7 +66,7 @@ def _operation(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {str(route.status): ok}
     if route.status == 201:
         responses["200"] = {"description": "A repeat of an earlier send", "content": ok["content"]}
-    codes = [400, 404, 405, 503]
+    codes = [400, 404, 405, 503, *route.errors]
     if route.auth:
         codes.append(401)
     if route.csrf:
@@ -70,11 +78,12 @@ def _operation(route: Route) -> dict[str, Any]:
     for code in sorted(set(codes)):
         responses[str(code)] = _error(_ERRORS[code])
     op["responses"] = responses
-    security = {"visitor": [{"visitorCookie": []}], "agent": [{"agentSession": [], "csrfToken": []}]}
     if route.auth == "visitor":
-        op["security"] = security["visitor"]
+        op["security"] = [{"visitorCookie": []}]
     elif route.auth == "agent":
-        op["security"] = [{"agentSession": [], "csrfToken": []}] if route.csrf else [{"agentSession": []}]
+        op["security"] = (
+            [{"agentSession": [], "csrfToken": []}] if route.csrf else [{"agentSession": []}]
+        )
     return op
 
 
@@ -82,7 +91,7 @@ def document(routes: tuple[Route, ...], prefix: str) -> dict[str, Any]:
     """The OpenAPI document for the routes a node serves, mounted at ``prefix``."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        path = re.sub(r"<(\w+)>", r"{\1}", route.path)
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route.path)
         paths.setdefault(path, {})[route.method.lower()] = _operation(route)
     return {
         "openapi": "3.1.0",

@@ -26,10 +26,10 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4))
 
 
-def _derive(password: str, salt: bytes, memory: int, iterations: int, lanes: int, length: int) -> bytes:
-    kdf = Argon2id(
-        salt=salt, length=length, iterations=iterations, lanes=lanes, memory_cost=memory
-    )
+def _derive(
+    password: str, salt: bytes, memory: int, iterations: int, lanes: int, length: int
+) -> bytes:
+    kdf = Argon2id(salt=salt, length=length, iterations=iterations, lanes=lanes, memory_cost=memory)
     return kdf.derive(password.encode("utf-8"))
 
 

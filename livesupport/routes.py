@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import BaseConverter, Map, Rule
 
 from . import schemas as s
 
@@ -34,6 +34,7 @@ class Route:
     answer: dict[str, Any] | None = None  # response schema for OpenAPI
     media: str = "application/json"
     query: tuple[tuple[str, str, str], ...] = ()  # (name, JSON type, description)
+    errors: tuple[int, ...] = ()  # statuses beyond those its checks imply, for OpenAPI
 
 
 def _obj(**props: Any) -> dict[str, Any]:
@@ -43,7 +44,11 @@ def _obj(**props: Any) -> dict[str, Any]:
 CONVERSATION_ANSWER = _obj(conversation=s.CONVERSATION)
 SEND_ANSWER = _obj(message=s.MESSAGE)
 POLL_QUERY = (
-    ("cursor", "string", "From the previous answer; absent: from the start (visitor) or now (agent)."),
+    (
+        "cursor",
+        "string",
+        "From the previous answer; absent: from the start (visitor) or now (agent).",
+    ),
     ("timeout", "number", "Seconds to hold the request, clamped to 1..55 (default 25)."),
 )
 AGENT_JSON = _obj(id={"type": "string"}, name={"type": "string"}, email={"type": "string"},
@@ -69,7 +74,8 @@ ROUTES: tuple[Route, ...] = (
           query=(("before", "integer", "Only messages with a smaller seq."),
                  ("limit", "integer", "At most this many (1..100, default 50)."))),
     Route("POST", "/api/v1/visitor/typing", "visitor_typing", "visitor",
-          "Tell the agent whether the visitor is typing.", auth="visitor", body=s.TYPING, status=204),
+          "Tell the agent whether the visitor is typing.", auth="visitor", body=s.TYPING,
+          status=204),
     Route("POST", "/api/v1/visitor/read", "visitor_read", "visitor",
           "Tell the agent what the visitor has read.", auth="visitor", body=s.READ, status=204),
     Route("POST", "/api/v1/visitor/close", "visitor_close", "visitor",
@@ -80,14 +86,20 @@ ROUTES: tuple[Route, ...] = (
           media="text/javascript"),
     # -- agent -----------------------------------------------------------------
     Route("GET", "/agent/", "console", "agent", "The agent console page.", media="text/html"),
+    Route("GET", "/agent/console.js", "console_script", "agent", "The console's script.",
+          media="text/javascript"),
+    Route("GET", "/agent/console.css", "console_style", "agent", "The console's style sheet.",
+          media="text/css"),
     Route("POST", "/api/v1/agent/login", "agent_login", "agent",
-          "Sign in; sets ls_agent.", body=s.LOGIN,
+          "Sign in; sets ls_agent. 401 on bad credentials, 429 after repeated failures.",
+          body=s.LOGIN, errors=(401,),
           answer=_obj(agent=AGENT_JSON, csrf_token={"type": "string"})),
     Route("GET", "/api/v1/agent/session", "agent_session", "agent",
           "The signed-in agent and its CSRF token (for a console reloaded after login).",
           auth="agent", answer=_obj(agent=AGENT_JSON, csrf_token={"type": "string"})),
     Route("POST", "/api/v1/agent/logout", "agent_logout", "agent",
-          "Sign out; held conversations go back to the queue.", auth="agent", csrf=True, status=204),
+          "Sign out; held conversations go back to the queue.", auth="agent", csrf=True,
+          status=204),
     Route("POST", "/api/v1/agent/status", "agent_status", "agent", "Set presence.",
           auth="agent", csrf=True, body=s.AGENT_STATUS, status=204),
     Route("GET", "/api/v1/agent/agents", "agent_list", "agent",
@@ -99,23 +111,23 @@ ROUTES: tuple[Route, ...] = (
           query=(("status", "string", "waiting, active or closed."),
                  ("limit", "integer", "1..100, default 50."),
                  ("before", "string", "A conversation id: only older ones."))),
-    Route("GET", "/api/v1/agent/conversations/<cid>", "agent_conversation", "agent",
+    Route("GET", "/api/v1/agent/conversations/<id:cid>", "agent_conversation", "agent",
           "A conversation and its messages.", auth="agent",
           answer=_obj(conversation=s.CONVERSATION, messages={"type": "array", "items": s.MESSAGE}),
           query=(("after_seq", "integer", "Only messages with a larger seq."),)),
-    Route("POST", "/api/v1/agent/conversations/<cid>/claim", "agent_claim", "agent",
+    Route("POST", "/api/v1/agent/conversations/<id:cid>/claim", "agent_claim", "agent",
           "Take a waiting conversation; 409 if another agent holds it.",
           auth="agent", csrf=True, answer=CONVERSATION_ANSWER),
-    Route("POST", "/api/v1/agent/conversations/<cid>/messages", "agent_send", "agent",
+    Route("POST", "/api/v1/agent/conversations/<id:cid>/messages", "agent_send", "agent",
           "Reply; claims a waiting conversation first. 201, or 200 on a repeat.",
           auth="agent", csrf=True, body=s.SEND, status=201, answer=SEND_ANSWER),
-    Route("POST", "/api/v1/agent/conversations/<cid>/typing", "agent_typing", "agent",
+    Route("POST", "/api/v1/agent/conversations/<id:cid>/typing", "agent_typing", "agent",
           "Tell the visitor whether the agent is typing.",
           auth="agent", csrf=True, body=s.TYPING, status=204),
-    Route("POST", "/api/v1/agent/conversations/<cid>/transfer", "agent_transfer", "agent",
+    Route("POST", "/api/v1/agent/conversations/<id:cid>/transfer", "agent_transfer", "agent",
           "Hand the conversation to another agent.",
           auth="agent", csrf=True, body=s.TRANSFER, answer=CONVERSATION_ANSWER),
-    Route("POST", "/api/v1/agent/conversations/<cid>/close", "agent_close", "agent",
+    Route("POST", "/api/v1/agent/conversations/<id:cid>/close", "agent_close", "agent",
           "Close the conversation.", auth="agent", csrf=True, answer=CONVERSATION_ANSWER),
     Route("GET", "/api/v1/agent/poll", "agent_poll", "agent",
           "Long-poll for the agent's events.", auth="agent", answer=s.POLL_ANSWER,
@@ -134,10 +146,18 @@ def routes_for(role: str) -> tuple[Route, ...]:
     return tuple(r for r in ROUTES if r.side in (role, "public"))
 
 
+class IdConverter(BaseConverter):
+    """Ids are opaque but made of these characters; anything else is no route (404),
+    so a hostile path segment never reaches the store."""
+
+    regex = "[A-Za-z0-9_-]{1,64}"
+
+
 def url_map(routes: tuple[Route, ...]) -> Map:
     # strict_slashes off: "/agent" must not answer a redirect outside the error shape.
     return Map(
         [Rule(r.path, endpoint=r, methods=[r.method]) for r in routes],
         strict_slashes=False,
         merge_slashes=False,
+        converters={"id": IdConverter},
     )

@@ -14,6 +14,7 @@ from typing import Any
 from .errors import Invalid
 
 ID = {"type": "string"}
+ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
 TIME = {"type": "string", "format": "date-time"}
 CLIENT_MSG_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}
 BODY = {"type": "string", "minLength": 1, "maxLength": 10000, "pattern": "^[^\\x00]*$"}
@@ -62,7 +63,7 @@ AGENT_STATUS = {
 }
 TRANSFER = {
     "type": "object",
-    "properties": {"agent_id": {"type": "string", "minLength": 1, "maxLength": 64}},
+    "properties": {"agent_id": {"type": "string", "pattern": ID_PATTERN}},
     "required": ["agent_id"],
 }
 EMPTY = {"type": "object"}
@@ -93,7 +94,8 @@ MESSAGE = {
 VISITOR = {
     "type": "object",
     "properties": {
-        k: {"type": "string"} for k in ("id", "name", "email", "page", "referrer", "user_agent", "locale")
+        k: {"type": "string"}
+        for k in ("id", "name", "email", "page", "referrer", "user_agent", "locale")
     },
     "required": ["id"],
 }
@@ -109,7 +111,16 @@ CONVERSATION = {
         "last_seq": {"type": "integer", "minimum": 0},
         "node_id": {"type": "string"},
     },
-    "required": ["id", "status", "visitor", "agent_id", "created_at", "updated_at", "last_seq", "node_id"],
+    "required": [
+        "id",
+        "status",
+        "visitor",
+        "agent_id",
+        "created_at",
+        "updated_at",
+        "last_seq",
+        "node_id",
+    ],
 }
 EVENT_TYPES = [
     "message", "typing", "read", "agent_joined", "agent_left", "transferred",
@@ -180,8 +191,12 @@ def validate(value: Any, schema: dict[str, Any], where: str = "body") -> None:
             if name in value:
                 validate(value[name], sub, f"{where}.{name}")
     elif isinstance(value, str):
+        if "\x00" in value:
+            raise Invalid(f"{where} must not contain U+0000")
         if len(value) < schema.get("minLength", 0):
-            raise Invalid(f"{where} must not be empty" if len(value) == 0 else f"{where} is too short")
+            raise Invalid(
+                f"{where} must not be empty" if len(value) == 0 else f"{where} is too short"
+            )
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             raise Invalid(f"{where} must be at most {schema['maxLength']} characters")
         pattern = schema.get("pattern")

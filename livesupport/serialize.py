@@ -74,6 +74,14 @@ def event_json(event: StoredEvent, conversation: dict[str, Any] | None = None) -
     }
 
 
-def ephemeral_json(type_: str, conversation_id: str, at: datetime, data: dict[str, Any]) -> dict[str, Any]:
+def ephemeral_json(
+    type_: str, conversation_id: str, at: datetime, data: dict[str, Any]
+) -> dict[str, Any]:
     """An event outside the conversation's sequence (typing, read, queue, agent notices)."""
-    return {"type": type_, "conversation_id": conversation_id, "seq": None, "at": rfc3339(at), "data": data}
+    return {
+        "type": type_,
+        "conversation_id": conversation_id,
+        "seq": None,
+        "at": rfc3339(at),
+        "data": data,
+    }

@@ -33,7 +33,10 @@ class Signer:
         secret = secret_key.encode() if isinstance(secret_key, str) else secret_key
         self._keys = {
             purpose: HKDF(
-                algorithm=hashes.SHA256(), length=32, salt=None, info=f"livesupport {purpose} v1".encode()
+                algorithm=hashes.SHA256(),
+                length=32,
+                salt=None,
+                info=f"livesupport {purpose} v1".encode(),
             ).derive(secret)
             for purpose in _PURPOSES
         }

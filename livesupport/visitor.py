@@ -46,7 +46,10 @@ class VisitorAPI:
     ) -> None:
         """Re-issue ``ls_node`` when it is missing, forged or names another node."""
         signer, node_id = self.ctx.signer, self.ctx.config.node_id
-        if not force and signer.affinity_from(request.cookies.get(NODE_COOKIE), visitor.id) == node_id:
+        if (
+            not force
+            and signer.affinity_from(request.cookies.get(NODE_COOKIE), visitor.id) == node_id
+        ):
             return
         response.set_cookie(
             NODE_COOKIE,
@@ -78,7 +81,7 @@ class VisitorAPI:
         user = identify(request.environ) if identify else None
         if not user or not user.get("id"):
             return visitor
-        external_id = str(user["id"])[:200]
+        external_id = str(user["id"])[:200].replace("\x00", "")
         if visitor is not None and visitor.external_id == external_id:
             return visitor
         return self.ctx.store.create_visitor(
@@ -92,18 +95,26 @@ class VisitorAPI:
         if visitor is None:
             visitor = store.create_visitor(Visitor(id=new_id("v"), created_at=utcnow()))
         fields = {k: str(body[k]) for k in VISITOR_FIELDS if k in body}
-        fields["user_agent"] = request.headers.get("User-Agent", "")[:500]
+        fields["user_agent"] = request.headers.get("User-Agent", "")[:500].replace("\x00", "")
         identify = ctx.config.identify
         user = identify(request.environ) if identify else None
         if user:
             # The host vouches for these; the widget's own claims do not override them.
-            fields.update({k: str(user[k])[:254] for k in ("name", "email") if user.get(k)})
+            fields.update(
+                {
+                    k: str(user[k])[:254].replace("\x00", "")
+                    for k in ("name", "email")
+                    if user.get(k)
+                }
+            )
         visitor = store.update_visitor(visitor.id, **fields) or visitor
         conversation = self._latest(visitor)
         if conversation is not None:
             conversation = self._own(conversation)
         now = utcnow()
-        seen_since = datetime.fromtimestamp(now.timestamp() - ctx.config.agent_online_grace, now.tzinfo)
+        seen_since = datetime.fromtimestamp(
+            now.timestamp() - ctx.config.agent_online_grace, now.tzinfo
+        )
         response = json_response(
             {
                 "visitor_id": visitor.id,
@@ -127,6 +138,8 @@ class VisitorAPI:
             conversation = self._own(conversation)
             ctx.delivery.to_visitor(conversation)  # the visitor's other tabs
             ctx.delivery.to_agents(conversation, everyone=result.conversation_created)
+            if result.conversation_created:
+                ctx.announce_queue()
         response = json_response(
             {"message": message_json(result.message)}, status=201 if result.created else 200
         )
@@ -189,7 +202,9 @@ class VisitorAPI:
         if conversation is not None and conversation.agent_id is not None:
             author = {"kind": "visitor", "id": visitor.id, "name": visitor.name}
             seq = min(body["seq"], conversation.last_seq)
-            event = ephemeral_json("read", conversation.id, utcnow(), {"seq": seq, "author": author})
+            event = ephemeral_json(
+                "read", conversation.id, utcnow(), {"seq": seq, "author": author}
+            )
             self.ctx.delivery.to_agents(conversation, event)
         return no_content()
 
