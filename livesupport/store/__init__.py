@@ -8,8 +8,7 @@ subclass under the ``livesupport.stores`` entry-point group.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
-
+from ..backends import backend_class
 from .base import Store, StoreConflict, StoreError, StoreUnavailable
 
 __all__ = ["Store", "StoreConflict", "StoreError", "StoreUnavailable", "open_store"]
@@ -21,12 +20,6 @@ def open_store(url: str, **options: object) -> Store:
     :param url: ``scheme://...``; the scheme names the entry point.
     :param options: Passed on to the backend's constructor.
     """
-    scheme = url.partition("://")[0].partition("+")[0].lower()
-    if not scheme or "://" not in url:
-        raise ValueError(f"not a store URL: {url!r}")
-    found = entry_points(group="livesupport.stores", name=scheme)
-    if not found:
-        raise ValueError(f"no store for {scheme!r} URLs (is its package installed?)")
-    store: Store = next(iter(found)).load()(url, **options)
+    store: Store = backend_class("livesupport.stores", url)(url, **options)
     store.upgrade()
     return store
