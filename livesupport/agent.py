@@ -54,7 +54,8 @@ class AgentAPI:
     def _changed(self, change: Change, *, also: str | None = None) -> Response:
         """Tell both sides about a committed state change and answer with it."""
         if change.events:
-            self.ctx.delivery.to_visitor(change.conversation)
+            rendered = self.ctx.buffered(change.conversation, change.events)
+            self.ctx.delivery.to_visitor(change.conversation, events=rendered)
             self.ctx.delivery.to_agents(change.conversation, everyone=True)
             if also:
                 self.ctx.delivery.to_agents(change.conversation, also=also)
@@ -162,7 +163,8 @@ class AgentAPI:
             raise Conflict("the conversation is closed") from None
         if result.created:
             claimed = any(e.type == "agent_joined" for e in result.events)
-            self.ctx.delivery.to_visitor(result.conversation)
+            rendered = self.ctx.buffered(result.conversation, result.events)
+            self.ctx.delivery.to_visitor(result.conversation, events=rendered)
             self.ctx.delivery.to_agents(result.conversation, everyone=claimed, also=who.agent.id)
         return json_response(
             {"message": message_json(result.message)}, status=201 if result.created else 200

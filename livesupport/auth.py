@@ -46,6 +46,14 @@ class Auth:
         self.store = store
 
     # -- visitors ------------------------------------------------------------
+    def visitor_id(self, request: Request) -> str:
+        """The visitor id in a valid ``ls_vid``, without reading the store; 401 otherwise.
+        Only the deployment signs them, and only for visitors it stored."""
+        visitor_id = self.signer.visitor_from(request.cookies.get(VISITOR_COOKIE))
+        if visitor_id is None:
+            raise Unauthorized("open a visitor session first")
+        return visitor_id
+
     def visitor(self, request: Request) -> Visitor:
         """The visitor named by a valid ``ls_vid``; 401 otherwise."""
         visitor_id = self.signer.visitor_from(request.cookies.get(VISITOR_COOKIE))

@@ -18,6 +18,10 @@ from typing import Any
 NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 ROLES = ("all", "visitor", "agent")
+COLOR = re.compile(r"^#(?:[0-9A-Fa-f]{3}|[0-9A-Fa-f]{6})$")
+WIDGET_POSITIONS = ("right", "left")
+WIDGET_LOCALES = ("auto", "en", "zh-CN")
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 MIN_SECRET_BYTES = 32
 
 Identify = Callable[[dict[str, Any]], "dict[str, Any] | None"]
@@ -39,6 +43,12 @@ class Config:
     :param node_id: This node's name in ``ls_node`` and on conversations.
     :param role: ``all``, ``visitor`` (widget and visitor routes) or ``agent`` (console).
     :param identify: ``environ -> {"id", "name"?, "email"?} | None``: the host's signed-in user.
+    :param widget_title: The widget's header; empty: "Chat with us" in the visitor's language.
+    :param widget_greeting: The first line visitors see; empty: a greeting in their language.
+    :param widget_color: The widget's accent colour, ``#rgb`` or ``#rrggbb``.
+    :param widget_position: The launcher's corner: ``right`` or ``left`` (bottom).
+    :param widget_locale: ``auto`` (the page's ``lang``, then the browser's), ``en`` or ``zh-CN``.
+    :param widget_prechat: Offer optional name and email fields before the first message.
     """
 
     secret_key: str = ""
@@ -63,6 +73,12 @@ class Config:
     agent_online_grace: int = 90  # seconds an agent counts as online since its last request
     page_size: int = 200  # events per poll answer
     insecure_demo: bool = False  # allows a short secret_key; set only by ``livesupport demo``
+    widget_title: str = ""  # at most 80 characters
+    widget_greeting: str = ""  # at most 500 characters
+    widget_color: str = "#2557d6"
+    widget_position: str = "right"
+    widget_locale: str = "auto"
+    widget_prechat: bool = False
 
     def __post_init__(self) -> None:
         if not NODE_ID.match(self.node_id):
@@ -78,6 +94,21 @@ class Config:
             )
         if not 1 <= self.poll_timeout <= self.poll_timeout_max:
             raise ValueError("poll_timeout must be between 1 and poll_timeout_max")
+        self._check_widget()
+
+    def _check_widget(self) -> None:
+        if len(self.widget_title) > 80 or "\x00" in self.widget_title:
+            raise ValueError("widget_title must be at most 80 characters")
+        if len(self.widget_greeting) > 500 or "\x00" in self.widget_greeting:
+            raise ValueError("widget_greeting must be at most 500 characters")
+        if not COLOR.match(self.widget_color):
+            raise ValueError("widget_color must be a hex colour such as #2557d6")
+        if self.widget_position not in WIDGET_POSITIONS:
+            raise ValueError(f"widget_position must be one of {', '.join(WIDGET_POSITIONS)}")
+        if self.widget_locale not in WIDGET_LOCALES:
+            raise ValueError(f"widget_locale must be one of {', '.join(WIDGET_LOCALES)}")
+        if not isinstance(self.widget_prechat, bool):
+            raise ValueError("widget_prechat must be true or false")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **given: Any) -> Config:
@@ -103,4 +134,9 @@ def _convert(name: str, raw: str, kind: object) -> Any:
             return int(raw)
         except ValueError:
             raise ValueError(f"LIVESUPPORT_{name.upper()} must be a whole number") from None
+    if kind in (bool, "bool"):
+        word = raw.strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise ValueError(f"LIVESUPPORT_{name.upper()} must be true or false")
     return raw

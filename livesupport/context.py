@@ -6,29 +6,41 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from werkzeug.wrappers import Request
 
 from .auth import Auth
+from .buffers import VisitorBuffers
 from .clock import utcnow
 from .config import Config
 from .delivery import Delivery
 from .errors import BadRequest, RateLimited
 from .http import query_number
 from .hub import PollHub
-from .serialize import ephemeral_json
+from .serialize import conversation_json, ephemeral_json, event_json
 from .signing import Signer
-from .store.base import FeedPage, Store
+from .store.base import Conversation, Store, StoredEvent, Visitor
 
 QUEUE_ANNOUNCED = 100  # waiting visitors told their place; those behind hear when they move up
 
 
-def _has_news(page: FeedPage) -> bool:
+class Page(Protocol):
+    @property
+    def events(self) -> Sequence[Any]: ...
+
+    @property
+    def more(self) -> bool: ...
+
+
+P = TypeVar("P", bound=Page)
+
+
+def _has_news(page: Page) -> bool:
     # ``more`` alone counts: a page of other agents' events can be empty for this one.
-    return bool(page.events or page.conversations or page.more)
+    return bool(page.events or page.more or getattr(page, "conversations", ()))
 
 
 @dataclass
@@ -39,6 +51,7 @@ class Context:
     auth: Auth
     hub: PollHub
     delivery: Delivery
+    buffers: VisitorBuffers
     clock: Callable[[], float] = time.monotonic
     _sends: dict[str, deque[float]] = field(default_factory=dict)
     _sends_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -65,13 +78,8 @@ class Context:
         return min(max(timeout, 1.0), float(self.config.poll_timeout_max))
 
     def long_poll(
-        self,
-        keys: list[str],
-        read: Callable[[], FeedPage],
-        timeout: float,
-        *,
-        limited: str | None = None,
-    ) -> tuple[FeedPage, list[dict[str, Any]]]:
+        self, keys: list[str], read: Callable[[], P], timeout: float, *, limited: str | None = None
+    ) -> tuple[P, list[dict[str, Any]]]:
         """Park until ``read`` finds events (or an ephemeral event arrives, or the
         timeout passes); the last page read and the ephemeral events received."""
         waiter = self.hub.register(keys, limited=limited)
@@ -80,6 +88,26 @@ class Context:
             return page, list(waiter.ephemeral)
         finally:
             self.hub.unregister(waiter)
+
+    def buffered(
+        self,
+        conversation: Conversation,
+        events: Sequence[StoredEvent],
+        visitor: Visitor | None = None,
+    ) -> list[dict[str, Any]]:
+        """Durable events rendered for a visitor's poll, as notices carry them to
+        the node that buffers them. ``conversation`` is as the events left it."""
+        if not events:
+            return []
+        closing = None
+        if any(e.type == "conversation_closed" for e in events):
+            who = visitor or self.store.get_visitor(conversation.visitor_id)
+            closing = conversation_json(conversation, who)
+        return [
+            {"pos": e.pos, "conversation_id": e.conversation_id, "seq": e.seq,
+             "json": event_json(e, closing)}
+            for e in events
+        ]  # fmt: skip
 
     def announce_queue(self) -> None:
         """Tell each waiting visitor its place in the queue (an ephemeral ``queue`` event)."""

@@ -92,6 +92,15 @@ class PollHub:
             waiter.wake(ephemeral)
         return len(crowd)
 
+    def release(self, key: str) -> int:
+        """Answer the waiters of ``key`` now, whatever they find (their visitor moved)."""
+        with self._lock:
+            crowd = list(self._waiters.get(key, ()))
+        for waiter in crowd:
+            waiter.released = True
+            waiter.wake()
+        return len(crowd)
+
     def release_all(self) -> None:
         """Answer every parked poll now, and every later one at once (shutdown)."""
         self.closing = True

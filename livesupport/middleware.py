@@ -27,6 +27,7 @@ from werkzeug.wrappers import Request, Response
 from . import assets
 from .agent import AgentAPI
 from .auth import Auth
+from .buffers import VisitorBuffers
 from .bus import BusUnavailable, open_bus
 from .config import Config
 from .context import Context
@@ -41,6 +42,7 @@ from .schemas import validate
 from .signing import Signer
 from .store import StoreUnavailable, open_store
 from .visitor import VisitorAPI
+from .widget_config import widget_script
 
 log = logging.getLogger("livesupport")
 
@@ -77,7 +79,10 @@ class LiveSupport:
         self.store = open_store(config.store)
         self.bus = open_bus(config.bus)
         self.hub = PollHub(max_per_key=config.max_polls_per_visitor)
-        self.delivery = Delivery(self.bus, self.hub, node_id=config.node_id, role=config.role)
+        self.buffers = VisitorBuffers()
+        self.delivery = Delivery(
+            self.bus, self.hub, self.buffers, node_id=config.node_id, role=config.role
+        )
         signer = Signer(config.secret_key)
         self.ctx = Context(
             config=config,
@@ -86,6 +91,7 @@ class LiveSupport:
             auth=Auth(config, signer, self.store),
             hub=self.hub,
             delivery=self.delivery,
+            buffers=self.buffers,
         )
         self.routes = routes_for(config.role)
         self._urls = url_map(self.routes).bind("localhost")
@@ -156,7 +162,8 @@ class LiveSupport:
         handler = self._handlers[route.endpoint]
         who: Any = None
         if route.auth == "visitor":
-            who = self.ctx.auth.visitor(request)
+            auth = self.ctx.auth
+            who = auth.visitor(request) if route.loads_visitor else auth.visitor_id(request)
         elif route.auth == "agent":
             who = self.ctx.auth.agent(request, csrf=route.csrf)
         try:
@@ -194,7 +201,7 @@ class LiveSupport:
 
     # -- the middleware's own routes ------------------------------------------
     def widget(self, request: Request) -> Response:
-        data, etag = assets.load("widget.js")
+        data, etag = widget_script(self.config)
         return assets.serve(request, data, etag, "text/javascript", "public, max-age=300")
 
     def console(self, request: Request) -> Response:

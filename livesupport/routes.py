@@ -35,6 +35,9 @@ class Route:
     media: str = "application/json"
     query: tuple[tuple[str, str, str], ...] = ()  # (name, JSON type, description)
     errors: tuple[int, ...] = ()  # statuses beyond those its checks imply, for OpenAPI
+    # False: the handler gets the visitor id from the signed cookie and reads the
+    # store only when it must (polls answered from memory read none).
+    loads_visitor: bool = True
 
 
 def _obj(**props: Any) -> dict[str, Any]:
@@ -66,7 +69,8 @@ ROUTES: tuple[Route, ...] = (
           "Send a message; opens a conversation if none is open. 201, or 200 on a repeat.",
           auth="visitor", body=s.SEND, status=201, answer=SEND_ANSWER),
     Route("GET", "/api/v1/visitor/poll", "visitor_poll", "visitor",
-          "Long-poll for the visitor's events.", auth="visitor", answer=s.POLL_ANSWER,
+          "Long-poll for the visitor's events.", auth="visitor", loads_visitor=False,
+          answer=s.POLL_ANSWER,
           query=POLL_QUERY),
     Route("GET", "/api/v1/visitor/history", "visitor_history", "visitor",
           "Messages of the current or last conversation.", auth="visitor",

@@ -7,19 +7,30 @@ client sends.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
 from .auth import NODE_COOKIE, VISITOR_COOKIE
+from .buffers import Buffered
 from .clock import new_id, utcnow
 from .context import Context
 from .delivery import visitor_key
-from .errors import NotFound
+from .errors import NotFound, Unauthorized
 from .http import json_response, no_content, query_int
-from .serialize import conversation_json, ephemeral_json, event_json, message_json
+from .serialize import conversation_json, ephemeral_json, message_json
 from .store.base import VISITOR_FIELDS, Author, Conversation, Visitor
+
+
+@dataclass(slots=True)
+class VisitorPage:
+    """What a visitor's poll answers: rendered events, the position read up to, more."""
+
+    events: list[dict[str, Any]]
+    upto: int
+    more: bool
 
 
 class VisitorAPI:
@@ -39,21 +50,22 @@ class VisitorAPI:
             samesite="Lax",
             secure=secure,
         )
-        self._set_affinity(request, response, visitor, force=True)
+        self._set_affinity(request, response, visitor.id, force=True)
+
+    def _affine(self, request: Request, visitor_id: str) -> bool:
+        """Whether the request's ``ls_node`` is valid and names this node."""
+        token = request.cookies.get(NODE_COOKIE)
+        return self.ctx.signer.affinity_from(token, visitor_id) == self.ctx.config.node_id
 
     def _set_affinity(
-        self, request: Request, response: Response, visitor: Visitor, *, force: bool = False
+        self, request: Request, response: Response, visitor_id: str, *, force: bool = False
     ) -> None:
         """Re-issue ``ls_node`` when it is missing, forged or names another node."""
-        signer, node_id = self.ctx.signer, self.ctx.config.node_id
-        if (
-            not force
-            and signer.affinity_from(request.cookies.get(NODE_COOKIE), visitor.id) == node_id
-        ):
+        if not force and self._affine(request, visitor_id):
             return
         response.set_cookie(
             NODE_COOKIE,
-            signer.sign_affinity(node_id, visitor.id),
+            self.ctx.signer.sign_affinity(self.ctx.config.node_id, visitor_id),
             path="/",
             httponly=True,
             samesite="Lax",
@@ -62,10 +74,14 @@ class VisitorAPI:
 
     def _own(self, conversation: Conversation) -> Conversation:
         """Take the conversation over if another node was recorded on it, so agents'
-        replies are published to this node from now on."""
-        if conversation.status != "closed" and conversation.node_id != self.ctx.config.node_id:
-            return self.ctx.store.set_node(conversation.id, self.ctx.config.node_id) or conversation
-        return conversation
+        replies are published to this node from now on, and tell that node."""
+        node_id = self.ctx.config.node_id
+        if conversation.status == "closed" or conversation.node_id == node_id:
+            return conversation
+        self.ctx.buffers.drop(conversation.visitor_id)  # whatever it holds is from before
+        moved = self.ctx.store.set_node(conversation.id, node_id) or conversation
+        self.ctx.delivery.moved(conversation.visitor_id, conversation.node_id)
+        return moved
 
     def _latest(self, visitor: Visitor) -> Conversation | None:
         store = self.ctx.store
@@ -136,45 +152,77 @@ class VisitorAPI:
         conversation = result.conversation
         if result.created:
             conversation = self._own(conversation)
-            ctx.delivery.to_visitor(conversation)  # the visitor's other tabs
+            # To this node's buffer and the visitor's other tabs.
+            ctx.delivery.to_visitor(conversation, events=ctx.buffered(conversation, result.events))
             ctx.delivery.to_agents(conversation, everyone=result.conversation_created)
             if result.conversation_created:
                 ctx.announce_queue()
         response = json_response(
             {"message": message_json(result.message)}, status=201 if result.created else 200
         )
-        self._set_affinity(request, response, visitor)
+        self._set_affinity(request, response, visitor.id)
         return response
 
-    def visitor_poll(self, request: Request, body: dict[str, Any], visitor: Visitor) -> Response:
+    def visitor_poll(self, request: Request, body: dict[str, Any], visitor_id: str) -> Response:
         ctx = self.ctx
-        after = ctx.read_cursor(request, "v", visitor.id) or 0
+        after = ctx.read_cursor(request, "v", visitor_id) or 0
         timeout = ctx.poll_timeout(request)
-        current = ctx.store.open_conversation(visitor.id)
-        if current is not None:
-            self._own(current)
-        page, ephemeral = ctx.long_poll(
-            [visitor_key(visitor.id)],
-            lambda: ctx.store.visitor_feed(visitor.id, after, ctx.config.page_size),
-            timeout,
-            limited=visitor_key(visitor.id),
-        )
-        closed: dict[str, dict[str, Any]] = {}
-        for event in page.events:
-            if event.type == "conversation_closed" and event.conversation_id not in closed:
-                found = ctx.store.get_conversation(event.conversation_id)
-                if found is not None:
-                    closed[found.id] = conversation_json(found, visitor)
-        events = [event_json(e, closed.get(e.conversation_id)) for e in page.events]
+        # A request that the balancer did not route here by affinity may find this
+        # node's buffer stale: it reads the store (and takes the visitor over) once.
+        warm = self._affine(request, visitor_id)
+
+        def read() -> VisitorPage:
+            nonlocal warm
+            buffer = ctx.buffers.get(visitor_id) if warm else None
+            if buffer is not None and after >= buffer.floor:
+                return VisitorPage(*buffer.since(after, ctx.config.page_size))
+            warm = True
+            return self._read_store(visitor_id, after)
+
+        key = visitor_key(visitor_id)
+        page, ephemeral = ctx.long_poll([key], read, timeout, limited=key)
         response = json_response(
             {
-                "events": events + ephemeral,
-                "cursor": ctx.cursor("v", visitor.id, page.upto),
+                "events": page.events + ephemeral,
+                "cursor": ctx.cursor("v", visitor_id, page.upto),
                 "more": page.more,
             }
         )
-        self._set_affinity(request, response, visitor)
+        self._set_affinity(request, response, visitor_id)
         return response
+
+    def _read_store(self, visitor_id: str, after: int) -> VisitorPage:
+        """The cold path of a poll: take the visitor over, read its events after
+        ``after`` from the store, and build this node's buffer from them."""
+        ctx, store = self.ctx, self.ctx.store
+        visitor = store.get_visitor(visitor_id)
+        if visitor is None:
+            raise Unauthorized("open a visitor session first")
+        ctx.buffers.begin(visitor_id)  # collect notices from here on: subscribe before read
+        try:
+            # Read before the events, so the seqs it names are never ahead of them.
+            conversations = {c.id: c for c in store.visitor_conversations(visitor_id)}
+            for mine in conversations.values():
+                self._own(mine)
+            page = store.visitor_feed(visitor_id, after, ctx.config.page_size)
+            rendered: list[dict[str, Any]] = []
+            for event in page.events:
+                conversation: Conversation | None = conversations.get(event.conversation_id)
+                if event.type == "conversation_closed" and (
+                    conversation is None or conversation.status != "closed"
+                ):
+                    conversation = store.get_conversation(event.conversation_id)
+                if conversation is not None:
+                    rendered += ctx.buffered(conversation, [event], visitor)
+        except BaseException:
+            ctx.buffers.abandon(visitor_id)
+            raise
+        if page.more:
+            ctx.buffers.abandon(visitor_id)
+        else:
+            last_seq = {c.id: c.last_seq for c in conversations.values()}
+            ctx.buffers.finish(visitor_id, after, [Buffered(**r) for r in rendered], last_seq)
+        return VisitorPage([r["json"] for r in rendered], page.upto, page.more)
 
     def visitor_history(self, request: Request, body: dict[str, Any], visitor: Visitor) -> Response:
         before = query_int(request, "before")
@@ -216,7 +264,8 @@ class VisitorAPI:
             conversation.id, Author("visitor", visitor.id, visitor.name), utcnow()
         )
         if change.events:
-            self.ctx.delivery.to_visitor(change.conversation)
+            rendered = self.ctx.buffered(change.conversation, change.events, visitor)
+            self.ctx.delivery.to_visitor(change.conversation, events=rendered)
             self.ctx.delivery.to_agents(change.conversation, everyone=True)
         return json_response({"conversation": conversation_json(change.conversation, visitor)})
 

@@ -1,0 +1,169 @@
+"""Visitor polls answered from the node's memory: the buffer rules, and a count of
+the database queries a visitor's poll makes in the steady state (none)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from livesupport.buffers import Buffered, VisitorBuffers
+
+from .conftest import AppFactory, Client, new_agent, new_visitor
+
+
+def ev(pos: int, seq: int, conversation: str = "c1") -> Buffered:
+    return Buffered(pos, conversation, seq, {"pos": pos, "seq": seq})
+
+
+def built(buffers: VisitorBuffers, events: list[Buffered], floor: int = 0, **last: int) -> Any:
+    buffers.begin("v")
+    return buffers.finish("v", floor, events, dict(last))
+
+
+def test_notices_in_sequence_are_added_and_repeats_ignored():
+    buffers = VisitorBuffers()
+    built(buffers, [ev(3, 1)])
+    buffers.add("v", [ev(5, 2), ev(5, 2), ev(8, 3)])
+    assert [e.seq for e in buffers.get("v").events] == [1, 2, 3]
+
+
+def test_a_gap_in_seq_drops_the_buffer():
+    buffers = VisitorBuffers()
+    built(buffers, [ev(3, 1)])
+    buffers.add("v", [ev(9, 3)])  # seq 2 never arrived
+    assert buffers.get("v") is None
+
+
+def test_a_new_conversation_starts_at_seq_1():
+    buffers = VisitorBuffers()
+    built(buffers, [ev(3, 1, "old")])
+    buffers.add("v", [ev(4, 1, "new")])
+    assert [(e.conversation_id, e.seq) for e in buffers.get("v").events] == [("old", 1), ("new", 1)]
+
+
+def test_the_store_read_names_the_seq_it_saw_even_without_events():
+    buffers = VisitorBuffers()
+    built(buffers, [], floor=10, c1=4)
+    buffers.add("v", [ev(12, 5)])
+    assert [e.seq for e in buffers.get("v").events] == [5]
+    buffers.add("v", [ev(13, 7)])
+    assert buffers.get("v") is None
+
+
+def test_notices_during_the_store_read_are_merged():
+    buffers = VisitorBuffers()
+    buffers.begin("v")
+    buffers.add("v", [ev(6, 2), ev(7, 3)])  # published while the store was read
+    buffer = buffers.finish("v", 0, [ev(5, 1), ev(6, 2)], {"c1": 1})
+    assert [e.seq for e in buffer.events] == [1, 2, 3]
+
+
+def test_a_gap_during_the_store_read_leaves_no_buffer():
+    buffers = VisitorBuffers()
+    buffers.begin("v")
+    buffers.add("v", [ev(9, 4)])
+    assert buffers.finish("v", 0, [ev(5, 1)], {"c1": 1}) is None
+    assert buffers.get("v") is None
+
+
+def test_a_drop_notice_during_the_store_read_discards_what_came_before():
+    buffers = VisitorBuffers()
+    buffers.begin("v")
+    buffers.add("v", [ev(9, 4)])
+    buffers.drop("v")
+    assert buffers.finish("v", 0, [ev(5, 1)], {"c1": 1}) is not None
+
+
+def test_old_events_are_trimmed_and_the_floor_rises():
+    buffers = VisitorBuffers(depth=3)
+    buffer = built(buffers, [ev(p, p) for p in range(1, 6)])
+    assert [e.pos for e in buffer.events] == [3, 4, 5]
+    assert buffer.floor == 2
+    assert buffer.since(2, 100) == ([{"pos": p, "seq": p} for p in (3, 4, 5)], 5, False)
+
+
+def test_since_pages_like_the_store():
+    buffer = built(VisitorBuffers(), [ev(p, p) for p in range(1, 6)])
+    events, upto, more = buffer.since(1, 2)
+    assert ([e["pos"] for e in events], upto, more) == ([2, 3], 3, True)
+    assert buffer.since(5, 2) == ([], 5, False)
+
+
+def test_buffers_expire_and_the_least_recently_used_go_first():
+    now = itertools.count()
+    buffers = VisitorBuffers(capacity=2, max_age=10, clock=lambda: float(next(now)))
+    for visitor in ("a", "b"):
+        buffers.begin(visitor)
+        buffers.finish(visitor, 0, [], {})
+    assert buffers.get("a") is not None  # a is now the most recently used
+    buffers.begin("c")
+    buffers.finish("c", 0, [], {})
+    assert buffers.get("b") is None and buffers.get("a") is not None
+    for _ in range(20):
+        next(now)
+    assert buffers.get("a") is None
+
+
+@contextmanager
+def counted_queries(middleware: Any) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = middleware.store.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_visitor_polls_in_the_steady_state_read_no_database(make_app: AppFactory, tmp_path):
+    middleware = make_app(store=f"sqlite:///{tmp_path}/count.db")
+    visitor = new_visitor(Client(middleware))
+    cid = visitor.send("hello").json["message"]["conversation_id"]
+    agent, _, _ = new_agent(Client(middleware))
+    first = visitor.poll(timeout=1)  # the cold read that builds the buffer
+    assert [e["seq"] for e in first["events"]] == [1]
+
+    with counted_queries(middleware) as queries:
+        idle = visitor.poll(first["cursor"], timeout=1)
+    assert idle["events"] == [] and queries == []
+
+    assert agent.post_api(f"/agent/conversations/{cid}/claim").status_int == 200
+    reply = {"client_msg_id": "r1", "body": "hi there"}
+    assert agent.post_api(f"/agent/conversations/{cid}/messages", reply).status_int == 201
+    with counted_queries(middleware) as queries:
+        answer = visitor.poll(idle["cursor"], timeout=1)
+        again = visitor.poll(answer["cursor"], timeout=1)
+    assert [(e["type"], e["seq"]) for e in answer["events"]] == [
+        ("agent_joined", 2),
+        ("message", 3),
+    ]
+    assert again["events"] == []
+    assert queries == []
+
+
+def test_a_poll_without_affinity_reads_the_store_and_takes_the_visitor_over(
+    make_app: AppFactory, tmp_path
+):
+    url = f"sqlite:///{tmp_path}/two.db"
+    first, second = make_app(store=url, node_id="web-1"), make_app(store=url, node_id="web-2")
+    visitor = new_visitor(Client(first))
+    cid = visitor.send("hello").json["message"]["conversation_id"]
+    cursor = visitor.poll(timeout=1)["cursor"]
+    moved = Client(second)
+    moved.set_cookie("ls_vid", visitor.cookies["ls_vid"])
+    with counted_queries(second) as queries:
+        answer = moved.get_api("/visitor/poll", {"cursor": cursor, "timeout": 1})
+    assert answer.status_int == 200 and queries, "a node without affinity reads the store"
+    assert second.store.get_conversation(cid).node_id == "web-2"
+    assert moved.cookies["ls_node"].startswith("web-2.")
+    with counted_queries(second) as queries:
+        moved.get_api("/visitor/poll", {"cursor": answer.json["cursor"], "timeout": 1})
+    assert queries == []
