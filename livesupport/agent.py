@@ -152,6 +152,7 @@ class AgentAPI:
     def agent_send(
         self, request: Request, body: dict[str, Any], who: AgentContext, cid: str
     ) -> Response:
+        self.ctx.check_body(body["body"])
         self._conversation(cid)
         try:
             result = self.ctx.store.agent_send(

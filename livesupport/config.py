@@ -92,6 +92,8 @@ class Config:
                 f"secret_key must be at least {MIN_SECRET_BYTES} bytes; generate one with "
                 "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
             )
+        if not 1 <= self.max_message_chars <= 10_000:
+            raise ValueError("max_message_chars must be between 1 and 10000 (the protocol's cap)")
         if not 1 <= self.poll_timeout <= self.poll_timeout_max:
             raise ValueError("poll_timeout must be between 1 and poll_timeout_max")
         self._check_widget()

@@ -17,7 +17,7 @@ from .buffers import VisitorBuffers
 from .clock import utcnow
 from .config import Config
 from .delivery import Delivery
-from .errors import BadRequest, RateLimited
+from .errors import BadRequest, Invalid, RateLimited
 from .http import query_number
 from .hub import PollHub
 from .serialize import conversation_json, ephemeral_json, event_json
@@ -119,6 +119,11 @@ class Context:
             )
 
     # -- send rate, per visitor and per node -------------------------------------
+    def check_body(self, body: str) -> None:
+        """422 for a message longer than this site allows (the protocol's cap is 10,000)."""
+        if len(body) > self.config.max_message_chars:
+            raise Invalid(f"body must be at most {self.config.max_message_chars} characters")
+
     def check_send_rate(self, visitor_id: str) -> None:
         """429 past ``messages_per_minute`` sends in the last minute."""
         limit, now = self.config.messages_per_minute, self.clock()

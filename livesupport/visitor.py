@@ -145,6 +145,7 @@ class VisitorAPI:
 
     def visitor_send(self, request: Request, body: dict[str, Any], visitor: Visitor) -> Response:
         ctx = self.ctx
+        ctx.check_body(body["body"])
         ctx.check_send_rate(visitor.id)
         result = ctx.store.visitor_send(
             visitor, body["client_msg_id"], body["body"], ctx.config.node_id, utcnow()

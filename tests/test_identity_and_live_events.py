@@ -151,3 +151,15 @@ def test_running_under_gevent_without_monkey_patching_is_reported(
             "/livesupport/healthz", extra_environ={"SERVER_SOFTWARE": "gevent/26.9 Python/3.11"}
         )
     assert "without monkey-patching" in caplog.text
+
+
+def test_a_site_may_allow_shorter_messages_than_the_protocol(make_app: AppFactory) -> None:
+    middleware = make_app(max_message_chars=20)
+    visitor = new_visitor(Client(middleware))
+    assert visitor.send("x" * 20).status_int == 201
+    refused = visitor.send("x" * 21)
+    assert refused.status_int == 422 and refused.json["error"]["code"] == "invalid"
+    agent, _, _ = new_agent(Client(middleware))
+    cid = visitor.poll(timeout=1)["events"][0]["conversation_id"]
+    long_reply = {"client_msg_id": "long", "body": "y" * 21}
+    assert agent.post_api(f"/agent/conversations/{cid}/messages", long_reply).status_int == 422
