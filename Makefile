@@ -8,13 +8,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types fmt clean
+.PHONY: demo test lint types fmt clean chromium screenshots
 
 demo: $(STAMP)
 	$(BIN)/livesupport demo
 
-test: lint types
+test: lint types chromium
 	$(BIN)/python -m pytest
+
+# Debian's Chromium for the browser tests (tests/browser), installed when missing
+# and when we are root; elsewhere those tests skip with a reason (fail under CI=true).
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+# Regenerates docs/screenshots/*.png from a real server and browser.
+screenshots: $(STAMP) chromium
+	$(BIN)/python -m tests.browser.screenshots
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

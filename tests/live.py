@@ -29,24 +29,47 @@ def free_port() -> int:
 class LiveServer:
     """``livesupport serve`` in a child process; ``url`` once it answers."""
 
-    def __init__(self, workdir: Path, store: str, *, node_id: str = "web-1", role: str = "all"):
+    def __init__(
+        self,
+        workdir: Path,
+        store: str,
+        *,
+        node_id: str = "web-1",
+        role: str = "all",
+        host_module: str = HOST_MODULE,
+        env: dict[str, str] | None = None,
+        bus: str | None = None,
+        port: int | None = None,
+        wait: bool = True,
+    ):
+        """``host_module``: the source of the host application's module (``app`` in it);
+        ``env``: more environment variables, such as ``LIVESUPPORT_WIDGET_COLOR``;
+        ``bus``: the bus URL (default: the server's, ``local://``); ``port``: a given
+        port rather than a free one (to restart a node where it was); ``wait=False``
+        returns at once (call :meth:`wait_ready`), so several nodes can start together."""
         self.workdir = workdir
         self.store = store
-        (workdir / "live_host.py").write_text(HOST_MODULE)
-        self.port = free_port()
+        self.node_id = node_id
+        (workdir / "live_host.py").write_text(host_module)
+        self.port = free_port() if port is None else port
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = self.url + "/livesupport/api/v1"
-        env = dict(os.environ, PYTHONPATH=str(workdir), LIVESUPPORT_SECRET_KEY=SECRET)
+        env = dict(
+            os.environ, PYTHONPATH=str(workdir), LIVESUPPORT_SECRET_KEY=SECRET, **(env or {})
+        )
         command = [sys.executable, "-m", "livesupport", "serve", "--host", "127.0.0.1",
                    "--port", str(self.port), "--store", store, "--node-id", node_id,
-                   "--role", role, "live_host:app"]  # fmt: skip
-        self.log = open(workdir / f"server-{self.port}.log", "wb")  # noqa: SIM115
+                   "--role", role, *(["--bus", bus] if bus else []), "live_host:app"]  # fmt: skip
+        self.log_path = workdir / f"server-{node_id}-{self.port}.log"
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             command, cwd=workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
-        self._wait_ready()
+        if wait:
+            self.wait_ready()
 
-    def _wait_ready(self, within: float = 30.0) -> None:
+    def wait_ready(self, within: float = 30.0) -> None:
+        """Return once ``/healthz`` answers 200 (store and bus connected)."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -55,12 +78,20 @@ class LiveServer:
                 if requests.get(self.url + "/livesupport/healthz", timeout=1).status_code == 200:
                     return
             except requests.ConnectionError:
-                time.sleep(0.05)  # not listening yet; nothing to wait on but the port
+                pass
+            time.sleep(0.05)  # not listening yet; nothing to wait on but the port
         raise RuntimeError(f"server did not answer within {within} s: {self.output()}")
 
+    _wait_ready = wait_ready  # the name earlier tests used
+
     def output(self) -> str:
-        self.log.flush()
-        return (self.workdir / f"server-{self.port}.log").read_text(errors="replace")[-4000:]
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def kill(self) -> None:
+        """SIGKILL: the node dies at once, without answering its parked polls."""
+        self.stop(signal.SIGKILL)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         if self.process.poll() is None:
