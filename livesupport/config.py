@@ -38,7 +38,8 @@ class Config:
 
     :param secret_key: Signs cookies and cursors; at least 32 bytes, the same on every node.
     :param store: Store URL: ``memory://``, ``sqlite:///path``, ``postgresql://user@host:port/db``.
-    :param bus: Bus URL: ``local://`` for one process.
+    :param bus: Bus URL: ``local://`` for one process; ``redis://host:port/n`` or
+        ``postgresql://user@host:port/db`` (LISTEN/NOTIFY) for several nodes.
     :param prefix: Where the chat's routes are mounted.
     :param node_id: This node's name in ``ls_node`` and on conversations.
     :param role: ``all``, ``visitor`` (widget and visitor routes) or ``agent`` (console).

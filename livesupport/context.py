@@ -84,7 +84,8 @@ class Context:
         timeout passes); the last page read and the ephemeral events received."""
         waiter = self.hub.register(keys, limited=limited)
         try:
-            page = self.hub.wait(waiter, read, _has_news, timeout, self.clock)
+            recheck = self.delivery.recheck_interval
+            page = self.hub.wait(waiter, read, _has_news, timeout, self.clock, recheck)
             return page, list(waiter.ephemeral)
         finally:
             self.hub.unregister(waiter)

@@ -1,18 +1,39 @@
 """Who gets woken when something happens, on this node and on the others.
 
 A change is committed to the store first; only then is a notice published.
-Notices name hub keys to wake and may carry an ephemeral event. Visitor-bound
-notices go to the one node recorded on the conversation (``node.<id>``) and
-carry the durable events rendered, so that node's buffers answer its
-visitors' polls without reading the store; agent-bound ones go to the
-``agents`` channel that every agent-facing node hears, and agents' polls read
-the store. A lost notice delays a poll (until a gap in ``seq`` or a buffer's
-age sends it to the store) but loses nothing.
+Notices name hub keys to wake and may carry an ephemeral event. Three kinds
+of channel:
+
+- ``node.<id>``: visitor-bound notices go to the one node recorded on the
+  conversation and carry the durable events rendered, so that node's buffers
+  answer its visitors' polls without reading the store (one publish per
+  message, whatever the number of nodes);
+- ``agents``: every agent-facing node hears it; agents' polls read the store;
+- ``visitors``: every visitor-facing node hears it; only for takeovers (a
+  node re-pointing a conversation to itself), rare next to messages. It is
+  heard by all rather than by the previous owner alone because two nodes may
+  take a visitor over at once, each from the owner it read: the one that
+  lost must learn it too, or its buffer would go stale.
+
+A lost notice delays a poll (until a gap in ``seq`` or a buffer's age sends it
+to the store) but loses nothing. When this node's bus connection is down:
+
+- its buffers are suspended and its parked polls re-read the store every
+  :data:`OUTAGE_RECHECK` seconds, since notices for them cannot come;
+- notices it fails to send are kept (the last :data:`MAX_UNSENT`, without
+  their ephemeral events, stale by then) and sent when the bus is back, so
+  other nodes' polls do not wait for their timeout; if too many pile up, the
+  channels concerned get a ``resync`` notice instead (every poll there reads
+  the store again);
+- when it is back, every buffer is dropped and every parked poll reads the
+  store again, since whatever was published meanwhile is gone.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import threading
 from typing import Any
 
 from .buffers import Buffered, VisitorBuffers
@@ -22,6 +43,9 @@ from .store.base import Conversation
 
 log = logging.getLogger(__name__)
 AGENTS = "agents"
+VISITORS = "visitors"
+OUTAGE_RECHECK = 2.0  # seconds between store reads of a parked poll while the bus is down
+MAX_UNSENT = 1000  # notices kept for sending when the bus is back
 
 
 def visitor_key(visitor_id: str) -> str:
@@ -33,7 +57,14 @@ def agent_key(agent_id: str) -> str:
 
 
 class Delivery:
-    """Publishes notices after commits, and turns received notices into wake-ups."""
+    """Publishes notices after commits, and turns received notices into wake-ups.
+
+    :param bus: The (not yet started) bus; :meth:`start` subscribes and starts it.
+    :param hub: This node's parked polls.
+    :param buffers: This node's visitor buffers.
+    :param node_id: This node's id: its channel is ``node.<node_id>``.
+    :param role: ``all``, ``visitor`` or ``agent``: which channels it hears.
+    """
 
     def __init__(
         self, bus: Bus, hub: PollHub, buffers: VisitorBuffers, *, node_id: str, role: str
@@ -43,25 +74,69 @@ class Delivery:
         self.buffers = buffers
         self.node_id = node_id
         self.role = role
+        self._unsent_lock = threading.Lock()
+        self._unsent: list[tuple[str, Notice]] = []
+        self._overflowed: set[str] = set()  # channels some of whose notices were not kept
 
     def start(self) -> None:
         if self.role in ("all", "agent"):
             self.bus.subscribe(AGENTS, self._received)
         if self.role in ("all", "visitor"):
             self.bus.subscribe(self.node_channel(self.node_id), self._received)
+            self.bus.subscribe(VISITORS, self._received)
+        self.bus.on_outage = self._outage
+        self.bus.on_resync = self._resync
+        if not self.bus.available:  # a server's bus starts disconnected
+            self.buffers.suspend()
         self.bus.start()
 
     @staticmethod
     def node_channel(node_id: str) -> str:
         return f"node.{node_id}"
 
+    def recheck_interval(self) -> float | None:
+        """How long a parked poll may wait before reading again: ``None`` (until woken
+        or its timeout) while the bus works, a couple of seconds while it does not
+        (jittered, so that polls woken together do not keep reading together)."""
+        if self.bus.available:
+            return None
+        return OUTAGE_RECHECK * random.uniform(0.75, 1.0)
+
+    # -- the bus's state ---------------------------------------------------------
+    def _outage(self) -> None:
+        log.warning("bus down: visitor polls read the store until it is back")
+        self.buffers.suspend()
+        self.hub.wake_all()  # so parked polls start re-reading every OUTAGE_RECHECK s
+
+    def _resync(self) -> None:
+        self.buffers.resume()
+        self.hub.wake_all()  # they read the store: what was published meanwhile is lost
+        with self._unsent_lock:
+            unsent, self._unsent = self._unsent, []
+            overflowed, self._overflowed = self._overflowed, set()
+        for channel in sorted(overflowed):
+            self._publish(channel, {"resync": True})
+        for channel, notice in unsent:
+            self._publish(channel, notice)
+        if unsent or overflowed:
+            log.warning("bus back: sent %d notices held during the outage", len(unsent))
+
+    # -- receiving --------------------------------------------------------------------
     def _received(self, channel: str, notice: Notice) -> None:
         visitor_id = notice.get("visitor")
-        if notice.get("drop") and visitor_id:
-            # Another node took the visitor over: answer its polls here at once,
-            # so they come back through the balancer to the new owner.
-            self.buffers.drop(visitor_id)
-            self.hub.release(visitor_key(visitor_id))
+        if notice.get("resync"):
+            # Its sender lost notices for this channel: trust nothing received so far.
+            if channel != AGENTS and self.bus.available:
+                self.buffers.resume()
+            self.hub.wake_all()
+            return
+        if channel == VISITORS:
+            moved_to = notice.get("node")
+            if visitor_id and moved_to != self.node_id:
+                # Another node serves the visitor now: answer its polls here at once,
+                # so they come back through the balancer to the new owner.
+                self.buffers.drop(visitor_id)
+                self.hub.release(visitor_key(visitor_id))
             return
         if visitor_id and notice.get("events"):
             self.buffers.add(visitor_id, [Buffered(**e) for e in notice["events"]])
@@ -69,12 +144,28 @@ class Delivery:
         for key in notice.get("keys", ()):
             self.hub.notify(key, event)
 
+    # -- publishing ---------------------------------------------------------------
     def _publish(self, channel: str, notice: Notice) -> None:
         try:
             self.bus.publish(channel, notice)
-        except BusUnavailable:
-            # The change is committed; waiters see it on their next read.
-            log.warning("bus unavailable: notice on %s not sent", channel)
+        except BusUnavailable as exc:
+            # The change is committed; this node's waiters saw the notice (a bus hands
+            # its own subscribers their notices at once); the others get it later.
+            self._keep(channel, notice, exc)
+
+    def _keep(self, channel: str, notice: Notice, error: Exception) -> None:
+        if "event" in notice and "events" not in notice:
+            return  # only an ephemeral event (typing, a queue place): stale once the bus is back
+        if channel == self.node_channel(self.node_id):
+            return  # delivered here already
+        durable = {k: v for k, v in notice.items() if k != "event"}
+        with self._unsent_lock:
+            first = not self._unsent and not self._overflowed
+            self._unsent.append((channel, durable))
+            if len(self._unsent) > MAX_UNSENT:
+                self._overflowed.add(self._unsent.pop(0)[0])
+        if first:
+            log.warning("bus unavailable (%s): holding notices until it is back", error)
 
     def to_visitor(
         self,
@@ -94,10 +185,9 @@ class Delivery:
             notice["event"] = event
         self._publish(self.node_channel(conversation.node_id), notice)
 
-    def moved(self, visitor_id: str, from_node: str) -> None:
-        """Tell ``from_node`` that this node now serves the visitor."""
-        notice: Notice = {"keys": [], "visitor": visitor_id, "drop": True}
-        self._publish(self.node_channel(from_node), notice)
+    def moved(self, visitor_id: str) -> None:
+        """Tell the other visitor nodes that this node now serves the visitor."""
+        self._publish(VISITORS, {"visitor": visitor_id, "node": self.node_id})
 
     def to_agents(
         self,

@@ -101,6 +101,14 @@ class PollHub:
             waiter.wake()
         return len(crowd)
 
+    def wake_all(self) -> None:
+        """Make every parked poll read again, and go on waiting if it finds nothing
+        (the bus went down or came back: what it carries can no longer be relied on)."""
+        with self._lock:
+            everyone = {id(w): w for ws in self._waiters.values() for w in ws}
+        for waiter in everyone.values():
+            waiter.wake()
+
     def release_all(self) -> None:
         """Answer every parked poll now, and every later one at once (shutdown)."""
         self.closing = True
@@ -117,11 +125,14 @@ class PollHub:
         has_news: Callable[[T], bool],
         timeout: float,
         clock: Callable[[], float],
+        recheck: Callable[[], float | None] | None = None,
     ) -> T:
         """Read until there is news, the waiter is released, or ``timeout`` passes.
 
         The event is cleared *before* each read, so a notice that lands between
-        the read and the wait still ends the wait: nothing is missed.
+        the read and the wait still ends the wait: nothing is missed. ``recheck``
+        gives the longest wait before reading again without a wake-up (``None``:
+        no limit); it bounds the delay while notices cannot come (the bus is down).
         """
         deadline = clock() + timeout
         while True:
@@ -130,7 +141,12 @@ class PollHub:
             if has_news(result) or waiter.ephemeral or waiter.released:
                 return result
             remaining = deadline - clock()
-            if remaining <= 0 or not waiter.event.wait(remaining):
+            if remaining <= 0:
+                return result
+            interval = recheck() if recheck is not None else None
+            if interval is not None and interval < remaining:
+                waiter.event.wait(interval)  # woken or not, read again
+            elif not waiter.event.wait(remaining):
                 return result
             if waiter.released or waiter.ephemeral:
                 return read()

@@ -74,13 +74,13 @@ class VisitorAPI:
 
     def _own(self, conversation: Conversation) -> Conversation:
         """Take the conversation over if another node was recorded on it, so agents'
-        replies are published to this node from now on, and tell that node."""
+        replies are published to this node from now on, and tell the other nodes."""
         node_id = self.ctx.config.node_id
         if conversation.status == "closed" or conversation.node_id == node_id:
             return conversation
-        self.ctx.buffers.drop(conversation.visitor_id)  # whatever it holds is from before
+        self.ctx.buffers.discard(conversation.visitor_id)  # whatever it holds is from before
         moved = self.ctx.store.set_node(conversation.id, node_id) or conversation
-        self.ctx.delivery.moved(conversation.visitor_id, conversation.node_id)
+        self.ctx.delivery.moved(conversation.visitor_id)
         return moved
 
     def _latest(self, visitor: Visitor) -> Conversation | None:
@@ -199,7 +199,10 @@ class VisitorAPI:
         visitor = store.get_visitor(visitor_id)
         if visitor is None:
             raise Unauthorized("open a visitor session first")
-        ctx.buffers.begin(visitor_id)  # collect notices from here on: subscribe before read
+        # Collect notices from here on, before set_node (in _own) re-points the agents'
+        # replies here and before the read: subscribe before read, so that an event
+        # committed at any moment is in the read, in a notice, or in both (merged by seq).
+        build = ctx.buffers.begin(visitor_id)
         try:
             # Read before the events, so the seqs it names are never ahead of them.
             conversations = {c.id: c for c in store.visitor_conversations(visitor_id)}
@@ -216,13 +219,14 @@ class VisitorAPI:
                 if conversation is not None:
                     rendered += ctx.buffered(conversation, [event], visitor)
         except BaseException:
-            ctx.buffers.abandon(visitor_id)
+            ctx.buffers.abandon(visitor_id, build)
             raise
         if page.more:
-            ctx.buffers.abandon(visitor_id)
+            ctx.buffers.abandon(visitor_id, build)
         else:
             last_seq = {c.id: c.last_seq for c in conversations.values()}
-            ctx.buffers.finish(visitor_id, after, [Buffered(**r) for r in rendered], last_seq)
+            events = [Buffered(**r) for r in rendered]
+            ctx.buffers.finish(visitor_id, build, after, events, last_seq)
         return VisitorPage([r["json"] for r in rendered], page.upto, page.more)
 
     def visitor_history(self, request: Request, body: dict[str, Any], visitor: Visitor) -> Response:

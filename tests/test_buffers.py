@@ -20,8 +20,7 @@ def ev(pos: int, seq: int, conversation: str = "c1") -> Buffered:
 
 
 def built(buffers: VisitorBuffers, events: list[Buffered], floor: int = 0, **last: int) -> Any:
-    buffers.begin("v")
-    return buffers.finish("v", floor, events, dict(last))
+    return buffers.finish("v", buffers.begin("v"), floor, events, dict(last))
 
 
 def test_notices_in_sequence_are_added_and_repeats_ignored():
@@ -56,26 +55,52 @@ def test_the_store_read_names_the_seq_it_saw_even_without_events():
 
 def test_notices_during_the_store_read_are_merged():
     buffers = VisitorBuffers()
-    buffers.begin("v")
+    build = buffers.begin("v")
     buffers.add("v", [ev(6, 2), ev(7, 3)])  # published while the store was read
-    buffer = buffers.finish("v", 0, [ev(5, 1), ev(6, 2)], {"c1": 1})
+    buffer = buffers.finish("v", build, 0, [ev(5, 1), ev(6, 2)], {"c1": 1})
     assert [e.seq for e in buffer.events] == [1, 2, 3]
 
 
 def test_a_gap_during_the_store_read_leaves_no_buffer():
     buffers = VisitorBuffers()
-    buffers.begin("v")
+    build = buffers.begin("v")
     buffers.add("v", [ev(9, 4)])
-    assert buffers.finish("v", 0, [ev(5, 1)], {"c1": 1}) is None
+    assert buffers.finish("v", build, 0, [ev(5, 1)], {"c1": 1}) is None
     assert buffers.get("v") is None
 
 
-def test_a_drop_notice_during_the_store_read_discards_what_came_before():
+def test_a_moved_notice_during_the_store_read_spoils_the_build():
+    # Another node took the visitor over while this one read: what it read may be
+    # followed by events published to the other node only.
     buffers = VisitorBuffers()
-    buffers.begin("v")
-    buffers.add("v", [ev(9, 4)])
+    build = buffers.begin("v")
     buffers.drop("v")
-    assert buffers.finish("v", 0, [ev(5, 1)], {"c1": 1}) is not None
+    assert buffers.finish("v", build, 0, [ev(5, 1)], {"c1": 1}) is None
+    assert buffers.get("v") is None
+
+
+def test_concurrent_builds_each_see_every_notice_since_they_began():
+    buffers = VisitorBuffers()
+    first = buffers.begin("v")
+    second = buffers.begin("v")
+    assert buffers.finish("v", first, 0, [ev(5, 1)], {"c1": 1}) is not None
+    buffers.add("v", [ev(6, 2)])  # after the first finished, during the second's read
+    buffer = buffers.finish("v", second, 0, [ev(5, 1)], {"c1": 1})
+    assert buffer is not None and [e.seq for e in buffer.events] == [1, 2]
+
+
+def test_a_suspended_node_trusts_and_builds_no_buffer_until_resumed():
+    buffers = VisitorBuffers()
+    built(buffers, [ev(3, 1)])
+    during = buffers.begin("v")
+    buffers.suspend()  # the bus went down
+    assert buffers.get("v") is None
+    assert buffers.finish("v", during, 0, [ev(3, 1)], {"c1": 1}) is None
+    assert built(buffers, [ev(3, 1)]) is None
+    before = buffers.begin("v")
+    buffers.resume()  # the bus is back: a read that began before it may have missed notices
+    assert buffers.finish("v", before, 0, [ev(3, 1)], {"c1": 1}) is None
+    assert built(buffers, [ev(3, 1)]) is not None
 
 
 def test_old_events_are_trimmed_and_the_floor_rises():
@@ -97,11 +122,9 @@ def test_buffers_expire_and_the_least_recently_used_go_first():
     now = itertools.count()
     buffers = VisitorBuffers(capacity=2, max_age=10, clock=lambda: float(next(now)))
     for visitor in ("a", "b"):
-        buffers.begin(visitor)
-        buffers.finish(visitor, 0, [], {})
+        buffers.finish(visitor, buffers.begin(visitor), 0, [], {})
     assert buffers.get("a") is not None  # a is now the most recently used
-    buffers.begin("c")
-    buffers.finish("c", 0, [], {})
+    buffers.finish("c", buffers.begin("c"), 0, [], {})
     assert buffers.get("b") is None and buffers.get("a") is not None
     for _ in range(20):
         next(now)
