@@ -30,6 +30,37 @@ CSRF_HEADER = "X-CSRF-Token"
 TOUCH_EVERY = timedelta(seconds=30)
 
 
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _origin_of(scheme: str, host: str) -> tuple[str, str, str]:
+    name, _, port = (
+        host.lower().rpartition(":")
+        if host.rfind(":") > host.rfind("]")
+        else (host.lower(), "", "")
+    )
+    return scheme.lower(), name, port or _DEFAULT_PORTS.get(scheme.lower(), "")
+
+
+def cross_site(request: Request) -> bool:
+    """Whether a browser says the request comes from another site or origin.
+
+    Agent writes are refused then even with a session: SameSite=Strict and the
+    CSRF header already stop forgery, this closes the door for login CSRF and
+    for browsers that send neither signal wrongly. Clients that send neither
+    ``Sec-Fetch-Site`` nor ``Origin`` (scripts, the CLI) are not browsers here.
+    """
+    if request.headers.get("Sec-Fetch-Site", "").lower() in ("cross-site", "same-site"):
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    scheme, sep, host = origin.partition("://")
+    if not sep or "/" in host:
+        return True  # "null" and anything malformed
+    return _origin_of(scheme, host) != _origin_of(request.scheme, request.host)
+
+
 @dataclass(frozen=True, slots=True)
 class AgentContext:
     agent: Agent
