@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types fmt clean chromium screenshots
+.PHONY: demo test lint types fmt bench bench-quick bench-tools clean chromium screenshots
 
 demo: $(STAMP)
 	$(BIN)/livesupport demo
@@ -37,6 +37,29 @@ types: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The benchmark against python-socketio and nchan (README, "Performance"): about
+# 20 minutes; bench-quick about one. Uses Debian's wrk, nginx and libnginx-mod-nchan
+# (installed here when missing and we are root; elsewhere those parts are skipped)
+# and PostgreSQL and Redis on loopback (their runs are skipped without them).
+BENCH_STAMP := $(VENV)/.bench-installed
+
+bench: $(BENCH_STAMP) bench-tools
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+bench-quick: $(BENCH_STAMP) bench-tools
+	$(BIN)/python -m benchmarks --quick $(BENCH_ARGS)
+
+bench-tools:
+	@if [ "$$(id -u)" = 0 ] && { ! command -v wrk >/dev/null || \
+		[ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ]; }; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq wrk nginx-light libnginx-mod-nchan >/dev/null; \
+	fi
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

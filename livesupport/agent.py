@@ -9,7 +9,8 @@ closes it: anyone else gets 409, as for a claim of a held conversation.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -26,6 +27,8 @@ from .store.base import Agent, Change, Conversation, NotHeld, StoreConflict, Sto
 
 STATUSES = ("waiting", "active", "closed")
 ID = re.compile(ID_PATTERN)
+RENDERED = 4096  # conversation JSONs kept, shared by every agent's poll
+TOLD = 50_000  # conversations whose state one agent was told, remembered per agent
 
 
 def agent_json(agent: Agent) -> dict[str, Any]:
@@ -36,6 +39,11 @@ def agent_json(agent: Agent) -> dict[str, Any]:
 class AgentAPI:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        # A conversation's JSON by (id, pos, node): every change takes a new pos, so an
+        # entry never goes stale, and N agents' polls render a change once, not N times.
+        self._rendered: OrderedDict[tuple[str, int, str], dict[str, Any]] = OrderedDict()
+        # agent id -> {conversation id: (status, holder)} as last told to that agent's polls.
+        self._told: dict[str, dict[str, tuple[str, str | None]]] = {}
 
     # -- helpers -------------------------------------------------------------
     def _visitors(self, conversations: Iterable[Conversation]) -> dict[str, Visitor | None]:
@@ -153,11 +161,13 @@ class AgentAPI:
         self, request: Request, body: dict[str, Any], who: AgentContext, cid: str
     ) -> Response:
         self.ctx.check_body(body["body"])
-        self._conversation(cid)
         try:
+            # No read of the conversation first: the store's KeyError says it is missing.
             result = self.ctx.store.agent_send(
                 cid, who.agent, body["client_msg_id"], body["body"], utcnow()
             )
+        except KeyError:
+            raise NotFound("no such conversation") from None
         except NotHeld:
             raise Conflict("another agent holds this conversation") from None
         except StoreConflict:
@@ -221,12 +231,17 @@ class AgentAPI:
             after = ctx.store.feed_position()
         timeout = ctx.poll_timeout(request)
         start = after
+        # A store may narrow the page to what this agent's poll announces (SQL does, in
+        # the database); the answer is the same either way.
+        feed = getattr(ctx.store, "agent_poll_feed", None) or ctx.store.agent_feed
         page, ephemeral = ctx.long_poll(
             [AGENTS, agent_key(agent_id)],
-            lambda: ctx.store.agent_feed(agent_id, start, ctx.config.page_size),
+            lambda: feed(agent_id, start, ctx.config.page_size),
             timeout,
         )
-        events = self._feed_events(page.events, page.conversations)
+        events = self._feed_events(
+            page.events, page.conversations, agent_id, getattr(page, "visitors", {})
+        )
         # Typing of conversations this agent neither holds nor could take is not its business.
         relevant = [e for e in ephemeral if self._concerns(e, agent_id)]
         return json_response(
@@ -244,18 +259,59 @@ class AgentAPI:
         )
 
     def _feed_events(
-        self, stored: Iterable[StoredEvent], changed: Iterable[Conversation]
+        self,
+        stored: Iterable[StoredEvent],
+        changed: Iterable[Conversation],
+        agent_id: str,
+        visitors: Mapping[str, Visitor],
     ) -> list[dict[str, Any]]:
-        changed = list(changed)
+        """The agent's events in feed order: its durable events, and a
+        ``conversation_waiting``/``conversation_updated`` for each changed conversation
+        that concerns it (waiting, or held by it) or whose status or holder changed
+        since this node last told it. A new message in another agent's conversation
+        is not news for this one: announcing every such change to every agent costs
+        each poll the whole deployment's traffic."""
+        stored = list(stored)
+        told = self._told.setdefault(agent_id, {})
+        if len(told) > TOLD:
+            told.clear()  # forgetting only repeats announcements, which clients tolerate
+        announced: list[Conversation] = []
+        for c in changed:
+            state = (c.status, c.agent_id)
+            if c.status == "waiting" or c.agent_id == agent_id or told.get(c.id) != state:
+                told[c.id] = state
+                announced.append(c)
         closed_ids = {e.conversation_id for e in stored if e.type == "conversation_closed"}
-        extra = [self.ctx.store.get_conversation(cid) for cid in closed_ids]
-        everyone = {c.id: c for c in [*extra, *changed] if c is not None}
-        visitors = self._visitors(everyone.values())
-        as_json = {cid: conversation_json(c, visitors[c.visitor_id]) for cid, c in everyone.items()}
+        known = {c.id: c for c in announced}
+        extra = [self.ctx.store.get_conversation(cid) for cid in closed_ids - known.keys()]
+        as_json = self._render([*announced, *(c for c in extra if c is not None)], visitors)
         items: list[tuple[int, int, dict[str, Any]]] = [
             (e.pos, 0, event_json(e, as_json.get(e.conversation_id))) for e in stored
         ]
-        for c in changed:
+        for c in announced:
             kind = "conversation_waiting" if c.status == "waiting" else "conversation_updated"
             items.append((c.pos, 1, ephemeral_json(kind, c.id, c.updated_at, as_json[c.id])))
         return [item for _, _, item in sorted(items, key=lambda t: (t[0], t[1]))]
+
+    def _render(
+        self, conversations: Iterable[Conversation], visitors: Mapping[str, Visitor]
+    ) -> dict[str, dict[str, Any]]:
+        """Conversation JSONs by id, from the shared cache where it has them;
+        ``visitors`` are those the store already read (the others are looked up)."""
+        cache, found, missing = self._rendered, {}, []
+        for c in conversations:
+            hit = cache.get((c.id, c.pos, c.node_id))
+            if hit is None:
+                missing.append(c)
+            else:
+                found[c.id] = hit
+        if missing:
+            known: dict[str, Visitor | None] = dict(visitors)
+            known.update(self._visitors(c for c in missing if c.visitor_id not in known))
+            for c in missing:
+                found[c.id] = cache[(c.id, c.pos, c.node_id)] = conversation_json(
+                    c, known[c.visitor_id]
+                )
+            while len(cache) > RENDERED:
+                cache.popitem(last=False)
+        return found

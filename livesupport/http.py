@@ -8,18 +8,64 @@ Checks come in the protocol's order: body too large (413), wrong content type
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wrappers import Request, Response
 
 from .errors import ApiError, BadRequest, TooLarge, UnsupportedMediaType
 from .schemas import validate
 
 JSON_TYPE = "application/json"
+# Every API answer carries these; the middleware adds them to its other responses.
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+)
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+_API_TAIL = (("Cache-Control", "no-store"), *SECURITY_HEADERS, ("Content-Security-Policy", API_CSP))
+# One encoder for every answer: json.dumps with arguments builds a new one each call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+class APIResponse(Response):
+    """A werkzeug :class:`Response` of the API, built in one step.
+
+    Its headers are constants and a computed length, so it skips werkzeug's
+    per-header validation, content-type negotiation and ``get_wsgi_headers``
+    fix-ups (no ``Location`` to make absolute; the length is set): they cost
+    as much as the rest of a poll's answer. It is otherwise a plain
+    ``Response``: handlers set cookies and headers on it as usual.
+    """
+
+    def __init__(self, body: bytes, status: int, headers: Iterable[tuple[str, str]]) -> None:
+        fast = Headers()
+        fast._list = list(headers)  # trusted constants: no newline can be in them
+        self.headers = fast
+        self.status = status
+        self.direct_passthrough = False
+        self._on_close = []
+        self.response = [body] if body else []
+
+    def get_wsgi_headers(self, environ: Any) -> Headers:
+        return self.headers
+
+    def __call__(self, environ: Any, start_response: Any) -> Iterable[bytes]:
+        # The body is one bytes object already: no encoding iterator, no closing wrapper.
+        start_response(self.status, self.headers.to_wsgi_list())
+        if environ.get("REQUEST_METHOD") == "HEAD" or self.status_code in (204, 304):
+            return []
+        return self.response  # type: ignore[return-value]
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
 
 
 def read_json(request: Request, schema: dict[str, Any] | None, limit: int) -> dict[str, Any]:
@@ -31,7 +77,15 @@ def read_json(request: Request, schema: dict[str, Any] | None, limit: int) -> di
     length = request.content_length
     if length is not None and length > limit:
         raise TooLarge(f"the body is larger than {limit} bytes")
-    raw = request.stream.read(limit + 1)
+    try:
+        if length is not None:
+            # The server's input already stops at Content-Length; werkzeug's stream
+            # wrapper would only add a second limit.
+            raw = request.environ["wsgi.input"].read(length)
+        else:
+            raw = request.stream.read(limit + 1)
+    except (OSError, ClientDisconnected):
+        raise BadRequest("the body ended before its Content-Length") from None
     if len(raw) > limit:
         raise TooLarge(f"the body is larger than {limit} bytes")
     if not raw.strip():
@@ -46,9 +100,9 @@ def read_json(request: Request, schema: dict[str, Any] | None, limit: int) -> di
     if charset not in ("utf-8", "utf8"):
         raise UnsupportedMediaType("JSON bodies must be UTF-8")
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        value = _decode(raw.decode("utf-8"))
         # Lone surrogates parse but cannot be stored or sent back as UTF-8.
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        _encode(value).encode("utf-8")
     except (UnicodeError, ValueError, RecursionError):
         raise BadRequest("the body is not valid UTF-8 JSON") from None
     validate(value, schema or {"type": "object"})
@@ -84,22 +138,19 @@ def query_number(request: Request, name: str) -> float | None:
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    response = Response(body, status=status, mimetype=JSON_TYPE, headers=headers)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    body = _encode(data).encode("utf-8")
+    head = [("Content-Type", JSON_TYPE), ("Content-Length", str(len(body))), *_API_TAIL]
+    if headers:
+        head += headers.items()
+    return APIResponse(body, status, head)
 
 
 def no_content() -> Response:
-    response = Response(status=204)
-    del response.headers["Content-Type"]  # a 204 has no content, so no type either
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    # A 204 has no content, so no type either.
+    return APIResponse(b"", 204, _API_TAIL)
 
 
 def error_response(error: ApiError) -> Response:
-    response = Response(error.body(), status=error.status, mimetype=JSON_TYPE)
-    response.headers["Cache-Control"] = "no-store"
-    for name, value in error.headers.items():
-        response.headers[name] = value
-    return response
+    body = error.body()
+    head = [("Content-Type", JSON_TYPE), ("Content-Length", str(len(body))), *_API_TAIL]
+    return APIResponse(body, error.status, [*head, *error.headers.items()])

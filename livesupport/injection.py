@@ -26,10 +26,19 @@ def _header(headers: Headers, name: str) -> str | None:
 
 
 def _is_candidate(headers: Headers, max_buffer: int) -> bool:
-    content_type = (_header(headers, "Content-Type") or "").split(";")[0].strip().lower()
-    if content_type != "text/html" or _header(headers, "Content-Encoding") is not None:
+    # One pass over the headers: this runs for every page of the host.
+    content_type = length = None
+    for key, value in headers:
+        name = key.lower()
+        if name == "content-type":
+            if content_type is None:
+                content_type = value
+        elif name == "content-encoding":
+            return False
+        elif name == "content-length" and length is None:
+            length = value
+    if (content_type or "").split(";")[0].strip().lower() != "text/html":
         return False
-    length = _header(headers, "Content-Length")
     return not (length is not None and length.isdigit() and int(length) > max_buffer)
 
 
@@ -146,6 +155,14 @@ def inject(app: WSGIApp, snippet: bytes, *, max_buffer: int = 2 * 1024 * 1024) -
         result = app(environ, response.capture)
         if response.decided and response.held is None:
             return result  # not a candidate: the host's iterable, untouched
+        if response.held is not None and type(result) in (list, tuple):
+            # The page is all there already (the usual case): change it now, without
+            # the streaming machinery that a generator's page needs.
+            size = response.size + sum(len(chunk) for chunk in result)
+            if size <= max_buffer:
+                response.chunks.extend(result)
+                response.size = size
+                return list(response.body(()))
         return _Closing(response, result)
 
     return injecting

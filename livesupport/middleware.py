@@ -26,18 +26,26 @@ from werkzeug.wrappers import Request, Response
 
 from . import assets
 from .agent import AgentAPI
-from .auth import Auth
+from .auth import Auth, cross_site
 from .buffers import VisitorBuffers
 from .bus import BusUnavailable, open_bus
 from .config import Config
 from .context import Context
 from .delivery import Delivery
-from .errors import ApiError, BadRequest, InternalError, MethodNotAllowed, NotFound, Unavailable
-from .http import error_response, json_response, read_json
+from .errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    Unavailable,
+)
+from .http import APIResponse, error_response, json_response, read_json
 from .hub import PollHub
 from .injection import StartResponse, WSGIApp, inject
 from .openapi import document
-from .routes import Route, routes_for, url_map
+from .routes import Route, Router, routes_for
 from .schemas import validate
 from .signing import Signer
 from .store import StoreUnavailable, open_store
@@ -94,7 +102,8 @@ class LiveSupport:
             buffers=self.buffers,
         )
         self.routes = routes_for(config.role)
-        self._urls = url_map(self.routes).bind("localhost")
+        self._urls = Router(self.routes)
+        self._injecting: dict[str, WSGIApp] = {}  # by SCRIPT_NAME
         self._handlers: dict[str, Any] = {}
         for api in (VisitorAPI(self.ctx), AgentAPI(self.ctx), self):
             for route in self.routes:
@@ -121,9 +130,15 @@ class LiveSupport:
             response = self._handle(request, sub)
             return response(environ, start_response)
         if self._host is None:
-            script = escape(environ.get("SCRIPT_NAME", "") + prefix + "/widget.js")
-            snippet = f'<script src="{script}" async></script>'.encode()
-            return inject(self.app, snippet)(environ, start_response)
+            script_name = environ.get("SCRIPT_NAME", "")
+            injecting = self._injecting.get(script_name)
+            if injecting is None:  # one wrapper per mount point, not one per request
+                script = escape(script_name + prefix + "/widget.js")
+                snippet = f'<script src="{script}" async></script>'.encode()
+                injecting = inject(self.app, snippet)
+                if len(self._injecting) < 64:
+                    self._injecting[script_name] = injecting
+            return injecting(environ, start_response)
         return self._host(environ, start_response)
 
     def _handle(self, request: Request, path: str) -> Response:
@@ -153,9 +168,10 @@ class LiveSupport:
             # A bug, not the client's doing: logged in full, answered in the error shape.
             log.exception("error handling %s %s", request.method, request.path)
             response = error_response(InternalError("internal error; it has been logged"))
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        response.headers.setdefault("Content-Security-Policy", API_CSP)
+        if not isinstance(response, APIResponse):  # those carry them already
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            response.headers.setdefault("Content-Security-Policy", API_CSP)
         return response
 
     def _dispatch(self, route: Route, request: Request, args: Mapping[str, Any]) -> Response:
@@ -166,6 +182,8 @@ class LiveSupport:
             who = auth.visitor(request) if route.loads_visitor else auth.visitor_id(request)
         elif route.auth == "agent":
             who = self.ctx.auth.agent(request, csrf=route.csrf)
+        if route.side == "agent" and route.method == "POST" and cross_site(request):
+            raise Forbidden("agent actions are accepted from the console's own origin only")
         try:
             request.args  # noqa: B018 (parsed here, once, so bad bytes answer 400 in order)
         except UnicodeDecodeError:

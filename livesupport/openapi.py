@@ -32,6 +32,16 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
+def _without_nul(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with every unpatterned string refusing U+0000, as the validator does."""
+    copy = dict(schema)
+    if copy.get("type") == "string" and "pattern" not in copy:
+        copy["pattern"] = "^[^\\x00]*$"
+    if "properties" in copy:
+        copy["properties"] = {k: _without_nul(v) for k, v in copy["properties"].items()}
+    return copy
+
+
 def _operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": route.endpoint,
@@ -39,7 +49,13 @@ def _operation(route: Route) -> dict[str, Any]:
         "tags": [route.side],
     }
     params = [
-        {"name": n, "in": "query", "required": False, "description": d, "schema": {"type": t}}
+        {
+            "name": n,
+            "in": "query",
+            "required": False,
+            "description": d,
+            "schema": t if isinstance(t, dict) else {"type": t},
+        }
         for n, t, d in route.query
     ]
     names = re.findall(r"<(?:\w+:)?(\w+)>", route.path)
@@ -57,7 +73,7 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.body is not None:
         op["requestBody"] = {
             "required": not route.body_optional,
-            "content": {"application/json": {"schema": route.body}},
+            "content": {"application/json": {"schema": _without_nul(route.body)}},
         }
     ok: dict[str, Any] = {"description": "Success"}
     if route.status != 204:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from .clock import rfc3339
+from .clock import rfc3339 as _rfc3339_any
 from .store.base import Author, Conversation, StoredEvent, Visitor
+
+_UTC_OFFSET = timedelta(0)
+
+
+def rfc3339(at: datetime) -> str:
+    """:func:`livesupport.clock.rfc3339`, through ``isoformat`` (C) for the UTC datetimes
+    the stores return: ``strftime`` was a third of an agent poll's time."""
+    if at.utcoffset() == _UTC_OFFSET and at.year >= 1000:
+        return at.isoformat(timespec="milliseconds")[:-6] + "Z"
+    return _rfc3339_any(at)
 
 
 def author_json(author: Author | None) -> dict[str, str]:

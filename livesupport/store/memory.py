@@ -6,6 +6,7 @@ Nothing survives the process, and nodes cannot share it; use ``sqlite:///`` or
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import threading
 from collections import defaultdict
@@ -451,7 +452,9 @@ class MemoryStore(Store):
         # (every change in the range) bounded; the visitor feed over the
         # visitor's own events only, so a returning visitor never pages
         # through everyone else's.
-        later = [e for e in self._events if e.pos > after and (with_conversations or keep(e))]
+        # Events are kept in pos order: start at the cursor rather than scan them all.
+        start = bisect.bisect_right(self._events, after, key=_event_pos)
+        later = [e for e in self._events[start:] if with_conversations or keep(e)]
         upto, more = top, False
         if len(later) > limit:
             # Cut by position so that a page never splits what one position holds.
@@ -509,3 +512,7 @@ class MemoryStore(Store):
         self._events.append(event)
         self._by_conversation[conversation.id].append(event)
         return event
+
+
+def _event_pos(event: StoredEvent) -> int:
+    return event.pos

@@ -19,8 +19,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import bindparam, select, text, tuple_, update
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from . import sql_log as log
@@ -33,9 +33,17 @@ from .base import (
     FeedPage,
     SendResult,
     StoredEvent,
+    StoreUnavailable,
     Visitor,
 )
-from .sql_engine import constraint_violated, make_engine, store_url, upgrade_schema
+from .sql_batch import GroupCommitter
+from .sql_engine import (
+    HeldReader,
+    constraint_violated,
+    make_engine,
+    store_url,
+    upgrade_schema,
+)
 from .sql_people import SQLPeople
 from .sql_schema import (
     INT_MAX,
@@ -46,6 +54,8 @@ from .sql_schema import (
     to_conversation,
     to_event,
 )
+
+CONVERSATION_BY_ID = select(conversations).where(conversations.c.id == bindparam("id"))
 
 
 class SQLStore(SQLPeople):
@@ -78,34 +88,58 @@ class SQLStore(SQLPeople):
         **engine_options: Any,
     ) -> None:
         self.url = url
+        parsed = store_url(url)
         self.engine = make_engine(
-            store_url(url),
+            parsed,
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=pool_timeout,
             echo=echo,
             engine_options=engine_options,
         )
+        self._reader = HeldReader(self.engine)
+        if self.engine.dialect.name == "sqlite":
+            # The writer gets its own connection, used by one batch at a time, possibly
+            # on a native thread (see sql_batch): nothing it holds is shared with readers.
+            writer = make_engine(
+                parsed,
+                pool_size=1,
+                max_overflow=0,
+                pool_timeout=pool_timeout,
+                echo=echo,
+                engine_options=dict(engine_options),
+            )
+            self._committer = GroupCommitter(writer, native_thread=True, lock_feed_first=False)
+        else:
+            self._committer = GroupCommitter(self.engine, native_thread=False, lock_feed_first=True)
 
     # -- life cycle ------------------------------------------------------
     def upgrade(self) -> None:
         upgrade_schema(self.engine)
 
     def dispose(self) -> None:
+        self._reader.close()
         self.engine.dispose()
+        self._committer.dispose()
 
     def ping(self) -> None:
-        with self._read() as c:
-            c.execute(text("SELECT 1"))
+        try:
+            with self._single() as c:
+                c.execute(text("SELECT 1"))
+        except StoreUnavailable:
+            # A connection the server ended a moment ago may have looked alive at
+            # checkout; the pool has dropped it now, so a second try says whether
+            # the store itself is down.
+            with self._single() as c:
+                c.execute(text("SELECT 1"))
 
     def feed_position(self) -> int:
-        with self._read() as c:
+        with self._single() as c:
             return log.committed_position(c)
 
     # -- conversations -----------------------------------------------------
     def get_conversation(self, conversation_id: str) -> Conversation | None:
-        query = select(conversations).where(conversations.c.id == conversation_id)
-        return self._one(to_conversation, query)
+        return self._one(to_conversation, CONVERSATION_BY_ID, {"id": conversation_id})
 
     def visitor_conversations(self, visitor_id: str) -> list[Conversation]:
         query = (
@@ -157,18 +191,19 @@ class SQLStore(SQLPeople):
         return self._all(to_conversation, query)
 
     def set_node(self, conversation_id: str, node_id: str) -> Conversation | None:
-        with self._write() as c:
-            query = update(conversations).where(conversations.c.id == conversation_id)
-            row = c.execute(query.values(node_id=node_id).returning(*conversations.c)).first()
-            return to_conversation(row) if row else None
+        query = update(conversations).where(conversations.c.id == conversation_id)
+        query = query.values(node_id=node_id).returning(*conversations.c)
+        row = self._writing(lambda c: c.execute(query).first())
+        return to_conversation(row) if row else None
 
     # -- sends and state changes -------------------------------------------
     def visitor_send(
         self, visitor: Visitor, client_msg_id: str, body: str, node_id: str, at: datetime
     ) -> SendResult:
         def send() -> SendResult:
-            with self._write() as c:
-                return log.visitor_send(c, visitor, client_msg_id, body, node_id, at)
+            return self._writing(
+                lambda c: log.visitor_send(c, visitor, client_msg_id, body, node_id, at)
+            )
 
         try:
             return self._retrying(send)
@@ -181,26 +216,23 @@ class SQLStore(SQLPeople):
         self, conversation_id: str, agent: Agent, client_msg_id: str, body: str, at: datetime
     ) -> SendResult:
         def send() -> SendResult:
-            with self._write() as c:
-                return log.agent_send(c, conversation_id, agent, client_msg_id, body, at)
+            return self._writing(
+                lambda c: log.agent_send(c, conversation_id, agent, client_msg_id, body, at)
+            )
 
         return self._retrying(send)
 
     def claim(self, conversation_id: str, agent: Agent, at: datetime) -> Change:
-        with self._write() as c:
-            return log.claim(c, conversation_id, agent, at)
+        return self._writing(lambda c: log.claim(c, conversation_id, agent, at))
 
     def transfer(self, conversation_id: str, by: Agent, to: Agent, at: datetime) -> Change:
-        with self._write() as c:
-            return log.transfer(c, conversation_id, by, to, at)
+        return self._writing(lambda c: log.transfer(c, conversation_id, by, to, at))
 
     def release(self, conversation_id: str, agent: Agent, at: datetime) -> Change:
-        with self._write() as c:
-            return log.release(c, conversation_id, agent, at)
+        return self._writing(lambda c: log.release(c, conversation_id, agent, at))
 
     def close(self, conversation_id: str, by: Author, at: datetime) -> Change:
-        with self._write() as c:
-            return log.close(c, conversation_id, by, at)
+        return self._writing(lambda c: log.close(c, conversation_id, by, at))
 
     # -- reading ---------------------------------------------------------------
     def messages(
@@ -235,6 +267,17 @@ class SQLStore(SQLPeople):
         with self._read() as c:
             return log.agent_page(c, agent_id, after, limit)
 
+    def agent_poll_feed(self, agent_id: str, after: int, limit: int) -> log.AgentPollPage:
+        """:meth:`agent_feed` as an agent's poll needs it, with the filtering done by the
+        database: the same events and range, and in ``conversations`` only those that
+        concern the agent (waiting, or held by it) or that changed other than by a new
+        message (an agent event, a close, new visitor details), with their visitors.
+        An agent's poll then costs what is new for that agent, not everything every
+        agent did since."""
+        _check_limit(limit)
+        with self._single() as c:
+            return log.agent_poll_page(c, agent_id, after, limit)
+
     # -- ratings ---------------------------------------------------------------
     def rate(self, conversation_id: str, score: int, comment: str, at: datetime) -> None:
         values = {"conversation_id": conversation_id, "score": score, "comment": comment, "at": at}
@@ -245,8 +288,7 @@ class SQLStore(SQLPeople):
             set_={"score": score, "comment": comment, "at": at},
         )
         try:
-            with self._write() as c:
-                c.execute(upsert)
+            self._writing(lambda c: c.execute(upsert))
         except sa_exc.IntegrityError as e:
             if constraint_violated(e) == "foreign_key":
                 raise KeyError(conversation_id) from e

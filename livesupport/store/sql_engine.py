@@ -8,6 +8,8 @@ failures from programming errors, and running the Alembic migrations.
 
 from __future__ import annotations
 
+import select
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +23,9 @@ from .base import StoreUnavailable
 # write lock up front (BEGIN IMMEDIATE) instead of upgrading a read lock
 # later, which can fail with SQLITE_BUSY regardless of busy_timeout.
 WRITE = "livesupport_write"
+# Set on a connection that runs one statement outside a transaction: a single
+# statement is atomic on its own, and BEGIN and COMMIT cost two more calls.
+SINGLE = "livesupport_single"
 VERSION_TABLE = "livesupport_schema_version"  # not alembic_version: the host may use Alembic too
 MIGRATIONS = "livesupport.store:migrations"
 
@@ -84,7 +89,14 @@ def make_engine(
     engine_options: dict[str, Any],
 ) -> Engine:
     """An engine for ``url`` (from :func:`store_url`) configured for the store's use."""
-    options: dict[str, Any] = {"pool_timeout": pool_timeout, "echo": echo, **engine_options}
+    # hide_parameters: a failing statement's log line must not carry what it was
+    # writing (visitors' emails, session and CSRF tokens).
+    options: dict[str, Any] = {
+        "pool_timeout": pool_timeout,
+        "echo": echo,
+        "hide_parameters": True,
+        **engine_options,
+    }
     if url.get_backend_name() == "sqlite":
         # One writer at a time anyway; a few connections serve concurrent readers.
         options.update(pool_size=_default(pool_size, 4), max_overflow=_default(max_overflow, 4))
@@ -97,10 +109,38 @@ def make_engine(
     options.update(
         pool_size=_default(pool_size, 10),
         max_overflow=_default(max_overflow, 10),
-        pool_pre_ping=True,
         connect_args=connect_args,
     )
-    return create_engine(url, **options)
+    engine = create_engine(url, **options)
+    _ping_suspects(engine)
+    return engine
+
+
+def _ping_suspects(engine: Engine) -> None:
+    """Ping a pooled PostgreSQL connection before use only if it looks dead.
+
+    ``pool_pre_ping`` sends ``SELECT 1`` at every checkout, which doubled the round
+    trips of the short transactions a request makes. A connection the server
+    ended while it sat in the pool (a restart, ``pg_terminate_backend``) has
+    something to read (the server's farewell, or end of file): only those are
+    pinged, and one that fails is replaced before the caller sees it.
+    """
+
+    @event.listens_for(engine, "checkout")
+    def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if not (dbapi_connection.closed or _readable(dbapi_connection.fileno())):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as e:
+            raise exc.DisconnectionError("the pooled connection is dead") from e
+
+
+def _readable(fd: int) -> bool:
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True  # a bad descriptor: let the ping decide
 
 
 def _default(value: int | None, default: int) -> int:
@@ -122,8 +162,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def begin(connection: Connection) -> None:
-        write = connection.get_execution_options().get(WRITE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get(SINGLE, False):
+            return
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE, False) else "BEGIN")
 
 
 @contextmanager
@@ -138,6 +180,87 @@ def transaction(engine: Engine, *, write: bool) -> Iterator[Connection]:
             connection.execution_options(**{WRITE: True})
         with connection.begin():
             yield connection
+
+
+@contextmanager
+def single_statement(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads that need no transaction around them: one statement is
+    atomic, and a few whose reads stay below a committed feed position need no
+    common snapshot. No BEGIN and COMMIT (SQLite), autocommit (PostgreSQL).
+    Failures as in :func:`transaction`."""
+    with unavailable_on_failure(engine), engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            # No BEGIN and ROLLBACK around it: one round trip instead of three.
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            connection.execution_options(**{SINGLE: True})
+        yield connection
+
+
+def gevent_active() -> bool:
+    """Whether gevent has patched ``threading``: this process then runs its requests
+    as greenlets of one hub thread."""
+    if "gevent" not in sys.modules:
+        return False
+    from gevent import monkey
+
+    return bool(monkey.is_module_patched("threading"))
+
+
+class HeldReader:
+    """A reading connection that stays checked out, for SQLite under gevent.
+
+    SQLite's calls never yield to another greenlet, so the reads of every greenlet
+    of the hub thread can share one connection, one read after another; that
+    saves the pool's checkout and return, which cost twice the read itself.
+    Elsewhere (threads, PostgreSQL, whose driver yields) reads check out a
+    connection each as usual (:func:`single_statement`).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connection: Connection | None = None
+        # The native thread whose greenlets share the connection; -1: none do.
+        self.thread: int | None = None if engine.dialect.name == "sqlite" else -1
+
+    @contextmanager
+    def __call__(self) -> Iterator[Connection]:
+        if self.thread is None:
+            if not gevent_active():
+                self.thread = -1  # not shared: check out a connection per read
+            else:
+                from gevent.monkey import get_original
+
+                self.thread = get_original("threading", "get_ident")()
+        if self.thread == -1 or self.thread != _native_thread():
+            with single_statement(self.engine) as connection:
+                yield connection
+            return
+        with unavailable_on_failure(self.engine):
+            if self.connection is None or self.connection.closed or self.connection.invalidated:
+                self.connection = self.engine.connect()
+                self.connection.execution_options(**{SINGLE: True})
+            try:
+                yield self.connection
+            except BaseException:
+                # Start afresh after any failure rather than reason about its state.
+                self.close()
+                raise
+
+    def close(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # closing a broken connection may fail too
+                pass
+
+
+def _native_thread() -> int:
+    from gevent.monkey import get_original
+
+    ident: int = get_original("threading", "get_ident")()
+    return ident
 
 
 @contextmanager

@@ -16,11 +16,22 @@ the database for what concurrent nodes could otherwise break:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    String,
+    bindparam,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from ..clock import new_id
 from .base import (
@@ -45,6 +56,7 @@ from .sql_schema import (
     events,
     feed,
     to_agent,
+    visitors,
 )
 from .sql_schema import to_conversation as conversation_of
 from .sql_schema import to_event as event_of
@@ -102,17 +114,13 @@ def agent_send(
 
 def repeat(c: Connection, author: Author, client_msg_id: str) -> SendResult | None:
     """What an earlier send with ``client_msg_id`` by ``author`` stored, if there was one."""
-    query = select(events).where(
-        events.c.author_kind == author.kind,
-        events.c.author_id == author.id,
-        events.c.client_msg_id == client_msg_id,
-    )
-    row = c.execute(query).one_or_none()
+    key = {"kind": author.kind, "author": author.id, "cmid": client_msg_id}
+    row = c.execute(REPEAT, key).one_or_none()
     if row is None:
         return None
     message = event_of(row)
-    query = select(conversations).where(conversations.c.id == message.conversation_id)
-    return SendResult(message, conversation_of(c.execute(query).one()), False)
+    found = c.execute(CONVERSATION, {"cid": message.conversation_id}).one()
+    return SendResult(message, conversation_of(found), False)
 
 
 # -- state changes -------------------------------------------------------------
@@ -211,34 +219,130 @@ def agent_page(c: Connection, agent_id: str, after: int, limit: int) -> FeedPage
     return FeedPage(kept, max(upto, after), more, [conversation_of(r) for r in changed])
 
 
+@dataclass(frozen=True, slots=True)
+class AgentPollPage(FeedPage):
+    """A :class:`FeedPage` with the visitors of its ``conversations`` (read in the same
+    statement), so that rendering them costs no query per conversation."""
+
+    visitors: Mapping[str, Visitor] = field(default_factory=dict)
+
+
+def agent_poll_page(c: Connection, agent_id: str, after: int, limit: int) -> AgentPollPage:
+    """:func:`agent_page` narrowed by the database (see ``SQLStore.agent_poll_feed``):
+    the same range and events, fewer conversations, and no row read that the
+    agent's poll would throw away. Needs no transaction: every statement reads
+    below ``top``, which is committed and final."""
+    top = committed_position(c)
+    since = bounded(after, BIGINT_MAX)
+    limit = min(limit, INT_MAX)
+    # The range still ends after ``limit`` events, relevant or not: the limit-th and the next.
+    ends = c.execute(PAGE_END, {"since": since, "top": top, "skip": limit - 1}).scalars().all()
+    more = len(ends) > 1
+    upto = ends[0] if more else top
+    window = {"since": since, "upto": upto, "agent": agent_id}
+    kept = [event_of(r) for r in c.execute(RELEVANT_EVENTS, window)]
+    changed, visitors = [], {}
+    for row in c.execute(ANNOUNCED, window):
+        conversation = conversation_of(row)
+        changed.append(conversation)
+        m = row._mapping
+        if m["v_id"] is not None:
+            visitors[m["v_id"]] = Visitor(**{k: m["v_" + k] for k in VISITOR_COLUMNS})
+    return AgentPollPage(kept, max(upto, after), more, changed, visitors)
+
+
 def committed_position(c: Connection) -> int:
     """The counter as committed: never a position a running transaction holds."""
-    return int(c.execute(select(feed.c.pos).where(feed.c.id == 1)).scalar_one())
+    return int(c.execute(FEED_POSITION).scalar_one())
+
+
+# Statements of every send, built once (SQLAlchemy then only looks their SQL up).
+FEED_POSITION = select(feed.c.pos).where(feed.c.id == 1)
+TAKE = (
+    update(feed)
+    .where(feed.c.id == 1)
+    .values(pos=feed.c.pos + bindparam("count", type_=BigInteger))
+    .returning(feed.c.pos)
+)
+REPEAT = select(events).where(
+    events.c.author_kind == bindparam("kind"),
+    events.c.author_id == bindparam("author"),
+    events.c.client_msg_id == bindparam("cmid"),
+)
+CONVERSATION = select(conversations).where(conversations.c.id == bindparam("cid"))
+LOCKED = CONVERSATION.with_for_update()
+OPEN = select(conversations).where(
+    conversations.c.visitor_id == bindparam("visitor"), conversations.c.status != "closed"
+)
+OPEN_LOCKED = OPEN.with_for_update()
+INSERT_EVENT = insert(events)
+TOUCH = (
+    update(conversations)
+    .where(conversations.c.id == bindparam("cid"))
+    .values(last_seq=bindparam("s"), pos=bindparam("p"), updated_at=bindparam("u"))
+    .returning(*conversations.c)
+)
+_since = bindparam("since", type_=BigInteger)
+_upto = bindparam("upto", type_=BigInteger)
+_agent = bindparam("agent", type_=String)
+_concerns = or_(conversations.c.status == "waiting", conversations.c.agent_id == _agent)
+PAGE_END = (
+    select(events.c.pos)
+    .where(events.c.pos > _since, events.c.pos <= bindparam("top"))
+    .order_by(events.c.pos)
+    .offset(bindparam("skip"))
+    .limit(2)
+)
+RELEVANT_EVENTS = (
+    select(events)
+    .join(conversations, conversations.c.id == events.c.conversation_id)
+    .where(events.c.pos > _since, events.c.pos <= _upto, _concerns)
+    .order_by(events.c.pos)
+)
+_other_events = events.alias("other_events")
+_latest_event = events.alias("latest_event")
+VISITOR_COLUMNS = tuple(column.name for column in visitors.c)
+ANNOUNCED = (
+    select(conversations, *(visitors.c[k].label("v_" + k) for k in VISITOR_COLUMNS))
+    .outerjoin(visitors, visitors.c.id == conversations.c.visitor_id)
+    .where(
+        conversations.c.pos > _since,
+        conversations.c.pos <= _upto,
+        or_(
+            _concerns,
+            # an agent event or a close in the range...
+            exists().where(
+                _other_events.c.conversation_id == conversations.c.id,
+                _other_events.c.pos > _since,
+                _other_events.c.pos <= _upto,
+                _other_events.c.type != "message",
+            ),
+            # ...or a change without an event (new visitor details, a bump)
+            ~exists().where(_latest_event.c.pos == conversations.c.pos),
+        ),
+    )
+    .order_by(conversations.c.pos)
+)
 
 
 # -- building blocks ---------------------------------------------------------------
 def take(c: Connection, count: int) -> int:
     """Take ``count`` feed positions and return the last. The counter row stays
     locked until commit, so call this as late in the transaction as possible."""
-    query = update(feed).where(feed.c.id == 1).values(pos=feed.c.pos + count)
-    return int(c.execute(query.returning(feed.c.pos)).scalar_one())
+    return int(c.execute(TAKE, {"count": count}).scalar_one())
 
 
 def locked(c: Connection, conversation_id: str) -> Conversation:
     """The conversation, row-locked until commit; :class:`KeyError` if there is none."""
-    query = select(conversations).where(conversations.c.id == conversation_id)
-    row = c.execute(query.with_for_update()).one_or_none()
+    row = c.execute(LOCKED, {"cid": conversation_id}).one_or_none()
     if row is None:
         raise KeyError(conversation_id)
     return conversation_of(row)
 
 
 def open_conversation(c: Connection, visitor_id: str, *, lock: bool) -> Conversation | None:
-    query = select(conversations).where(
-        conversations.c.visitor_id == visitor_id, conversations.c.status != "closed"
-    )
     # Locking re-reads a row a concurrent close just committed, and then skips it.
-    row = c.execute(query.with_for_update() if lock else query).one_or_none()
+    row = c.execute(OPEN_LOCKED if lock else OPEN, {"visitor": visitor_id}).one_or_none()
     return conversation_of(row) if row is not None else None
 
 
@@ -258,11 +362,16 @@ def append(
     stored = tuple(
         dataclasses.replace(d, seq=first_seq + i, pos=first_pos + i) for i, d in enumerate(drafts)
     )
-    c.execute(insert(events), [event_row(e) for e in stored])
+    rows = [event_row(e) for e in stored]
+    c.execute(INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+    last_seq, pos = stored[-1].seq, stored[-1].pos
+    if set(changes) == {"updated_at"}:  # a plain message: the statement built once
+        values = {"cid": conversation.id, "s": last_seq, "p": pos, "u": changes["updated_at"]}
+        return conversation_of(c.execute(TOUCH, values).one()), stored
     query = (
         update(conversations)
         .where(conversations.c.id == conversation.id)
-        .values(last_seq=stored[-1].seq, pos=stored[-1].pos, **changes)
+        .values(last_seq=last_seq, pos=pos, **changes)
         .returning(*conversations.c)
     )
     return conversation_of(c.execute(query).one()), stored

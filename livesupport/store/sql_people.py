@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, delete, exists, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, exists, insert, select, update
 from sqlalchemy import exc as sa_exc
 
 from ..clock import new_id, utcnow
@@ -28,10 +28,15 @@ from .base import (
     StoreConflict,
     Visitor,
 )
-from .sql_engine import constraint_violated, transaction
+from .sql_batch import GroupCommitter
+from .sql_engine import HeldReader, constraint_violated, transaction
 from .sql_schema import agent_sessions, agents, attempts, to_agent, to_session, to_visitor, visitors
 
 T = TypeVar("T")
+# Built once: the lookups every request makes skip SQLAlchemy's statement building.
+AGENT_BY_ID = select(agents).where(agents.c.id == bindparam("id"))
+SESSION_BY_HASH = select(agent_sessions).where(agent_sessions.c.token_hash == bindparam("hash"))
+VISITOR_BY_ID = select(visitors).where(visitors.c.id == bindparam("id"))
 # A racing transaction can make ours hit a unique key at most twice (a
 # conversation opened, then the same message stored); retrying then finds it.
 ATTEMPTS = 4
@@ -41,15 +46,20 @@ class SQLPeople(Store):
     """Records of agents and visitors in the database behind ``engine``."""
 
     engine: Engine
+    _committer: GroupCommitter
+    _reader: HeldReader
 
     # -- agents ----------------------------------------------------------
     def create_agent(self, email: str, name: str, role: AgentRole, password_hash: str) -> Agent:
         agent = Agent(new_id("a"), email.lower(), name, role, password_hash, created_at=utcnow())
+
+        def create(c: Connection) -> None:
+            if c.scalar(select(exists().where(agents.c.email == agent.email))):
+                raise StoreConflict(f"an agent with email {agent.email!r} exists")
+            c.execute(insert(agents).values(dataclasses.asdict(agent)))
+
         try:
-            with self._write() as c:
-                if c.scalar(select(exists().where(agents.c.email == agent.email))):
-                    raise StoreConflict(f"an agent with email {agent.email!r} exists")
-                c.execute(insert(agents).values(dataclasses.asdict(agent)))
+            self._writing(create)
         except sa_exc.IntegrityError as e:
             if constraint_violated(e) != "unique":
                 raise
@@ -58,7 +68,7 @@ class SQLPeople(Store):
         return agent
 
     def get_agent(self, agent_id: str) -> Agent | None:
-        return self._one(to_agent, select(agents).where(agents.c.id == agent_id))
+        return self._one(to_agent, AGENT_BY_ID, {"id": agent_id})
 
     def get_agent_by_email(self, email: str) -> Agent | None:
         return self._one(to_agent, select(agents).where(agents.c.email == email.lower()))
@@ -81,10 +91,9 @@ class SQLPeople(Store):
         changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         if not changes:
             return self.get_agent(agent_id)
-        with self._write() as c:
-            query = update(agents).where(agents.c.id == agent_id).values(changes)
-            row = c.execute(query.returning(*agents.c)).one_or_none()
-            return to_agent(row) if row else None
+        query = update(agents).where(agents.c.id == agent_id).values(changes)
+        row = self._writing(lambda c: c.execute(query.returning(*agents.c)).one_or_none())
+        return to_agent(row) if row else None
 
     def agents_online(self, seen_since: datetime) -> bool:
         online = exists().where(
@@ -98,8 +107,9 @@ class SQLPeople(Store):
     # -- agent sessions --------------------------------------------------
     def create_session(self, session: AgentSession) -> None:
         try:
-            with self._write() as c:
-                c.execute(insert(agent_sessions).values(dataclasses.asdict(session)))
+            self._writing(
+                lambda c: c.execute(insert(agent_sessions).values(dataclasses.asdict(session)))
+            )
         except sa_exc.IntegrityError as e:
             violated = constraint_violated(e)
             if violated == "foreign_key":
@@ -109,39 +119,39 @@ class SQLPeople(Store):
             raise
 
     def get_session(self, token_hash: str) -> AgentSession | None:
-        query = select(agent_sessions).where(agent_sessions.c.token_hash == token_hash)
-        return self._one(to_session, query)
+        return self._one(to_session, SESSION_BY_HASH, {"hash": token_hash})
 
     def touch_session(self, token_hash: str, at: datetime) -> None:
-        with self._write() as c:
-            c.execute(
-                update(agent_sessions)
-                .where(agent_sessions.c.token_hash == token_hash)
-                .values(last_seen_at=at)
-            )
+        query = (
+            update(agent_sessions)
+            .where(agent_sessions.c.token_hash == token_hash)
+            .values(last_seen_at=at)
+        )
+        self._writing(lambda c: c.execute(query))
 
     def delete_session(self, token_hash: str) -> None:
-        with self._write() as c:
-            c.execute(delete(agent_sessions).where(agent_sessions.c.token_hash == token_hash))
+        query = delete(agent_sessions).where(agent_sessions.c.token_hash == token_hash)
+        self._writing(lambda c: c.execute(query))
 
     def delete_agent_sessions(self, agent_id: str) -> None:
-        with self._write() as c:
-            c.execute(delete(agent_sessions).where(agent_sessions.c.agent_id == agent_id))
+        query = delete(agent_sessions).where(agent_sessions.c.agent_id == agent_id)
+        self._writing(lambda c: c.execute(query))
 
     # -- throttling ------------------------------------------------------
     def record_attempt(self, key: str, at: datetime) -> None:
-        with self._write() as c:
-            c.execute(insert(attempts).values(key=key, at=at))
+        self._writing(lambda c: c.execute(insert(attempts).values(key=key, at=at)))
 
     def attempts_since(self, key: str, since: datetime) -> list[datetime]:
-        with self._write() as c:  # forgets the older ones, so the table stays small
+        def forget_and_list(c: Connection) -> list[datetime]:
+            # Forgets the older ones, so the table stays small.
             c.execute(delete(attempts).where(attempts.c.key == key, attempts.c.at < since))
             query = select(attempts.c.at).where(attempts.c.key == key).order_by(attempts.c.at)
             return list(c.scalars(query))
 
+        return self._writing(forget_and_list)
+
     def clear_attempts(self, key: str) -> None:
-        with self._write() as c:
-            c.execute(delete(attempts).where(attempts.c.key == key))
+        self._writing(lambda c: c.execute(delete(attempts).where(attempts.c.key == key)))
 
     # -- visitors ----------------------------------------------------------
     def create_visitor(self, visitor: Visitor) -> Visitor:
@@ -150,7 +160,7 @@ class SQLPeople(Store):
         return self._retrying(lambda: self._create_visitor(visitor))
 
     def _create_visitor(self, visitor: Visitor) -> Visitor:
-        with self._write() as c:
+        def create(c: Connection) -> Visitor:
             if visitor.external_id is not None:
                 query = select(visitors).where(visitors.c.external_id == visitor.external_id)
                 existing = c.execute(query).one_or_none()
@@ -161,8 +171,10 @@ class SQLPeople(Store):
             c.execute(insert(visitors).values(dataclasses.asdict(visitor)))
             return visitor
 
+        return self._writing(create)
+
     def get_visitor(self, visitor_id: str) -> Visitor | None:
-        return self._one(to_visitor, select(visitors).where(visitors.c.id == visitor_id))
+        return self._one(to_visitor, VISITOR_BY_ID, {"id": visitor_id})
 
     def find_visitor(self, external_id: str) -> Visitor | None:
         return self._one(to_visitor, select(visitors).where(visitors.c.external_id == external_id))
@@ -171,7 +183,8 @@ class SQLPeople(Store):
         unknown = set(fields) - set(VISITOR_FIELDS)
         if unknown:
             raise ValueError(f"not visitor fields: {sorted(unknown)}")
-        with self._write() as c:
+
+        def update_fields(c: Connection) -> Visitor | None:
             row = c.execute(select(visitors).where(visitors.c.id == visitor_id)).one_or_none()
             if row is None:
                 return None
@@ -185,21 +198,33 @@ class SQLPeople(Store):
                 log.bump(c, conversation, utcnow())
             return dataclasses.replace(visitor, **changed)
 
+        return self._writing(update_fields)
+
     # -- transactions ---------------------------------------------------------------
     def _read(self) -> AbstractContextManager[Connection]:
         return transaction(self.engine, write=False)
 
-    def _write(self) -> AbstractContextManager[Connection]:
-        return transaction(self.engine, write=True)
+    def _writing(self, work: Callable[[Connection], T]) -> T:
+        """``work(connection)`` in a committed writing transaction, which it may share
+        with other callers' (see :mod:`~livesupport.store.sql_batch`)."""
+        return self._committer.run(work)
 
-    def _one(self, convert: Callable[[Any], T], query: Any) -> T | None:
-        with self._read() as c:
-            row = c.execute(query).one_or_none()
+    def _single(self) -> AbstractContextManager[Connection]:
+        """A connection for reads that need no transaction (see ``single_statement``)."""
+        return self._reader()
+
+    def _one(
+        self, convert: Callable[[Any], T], query: Any, params: dict[str, Any] | None = None
+    ) -> T | None:
+        with self._single() as c:
+            row = c.execute(query, params).one_or_none()
         return convert(row) if row is not None else None
 
-    def _all(self, convert: Callable[[Any], T], query: Any) -> list[T]:
-        with self._read() as c:
-            return [convert(row) for row in c.execute(query)]
+    def _all(
+        self, convert: Callable[[Any], T], query: Any, params: dict[str, Any] | None = None
+    ) -> list[T]:
+        with self._single() as c:
+            return [convert(row) for row in c.execute(query, params)]
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
         """``attempt()``, run again after a unique key stopped it: a concurrent
