@@ -88,7 +88,7 @@ def read_json(request: Request, schema: dict[str, Any] | None, limit: int) -> di
         raise BadRequest("the body ended before its Content-Length") from None
     if len(raw) > limit:
         raise TooLarge(f"the body is larger than {limit} bytes")
-    if not raw.strip():
+    if not raw:  # whitespace is not an absent body: it is unparseable JSON
         if schema is None:
             return {}
         if request.mimetype != JSON_TYPE:
