@@ -65,6 +65,7 @@ def add_ratios(results: dict[str, list[Row]]) -> None:
 CAPACITY = [("system", "system"), ("store", "store"), ("held", "polls"),
             ("rss_mib", "RSS MiB"), ("idle_rss_mib", "idle MiB"), ("prepare_s", "sessions s"),
             ("open_s", "open s"), ("answered_ok", "answered ok"), ("all_ok", "all ok"),
+            ("max_wait_s", "max wait s"),
             ("x_socketio", "socketio RSS/ours"), ("x_nchan", "nchan RSS/ours")]  # fmt: skip
 CHAT = [("scenario", "scenario"), ("system", "system"), ("store", "store"),
         ("conversations", "conv"), ("rate", "offered/s"), ("throughput", "msgs/s"),

@@ -128,6 +128,9 @@ class AgentAPI:
             raise BadRequest("before must be a conversation id")
         rows = self.ctx.store.list_conversations(status=status, limit=limit, before=before)  # type: ignore[arg-type]
         visitors = self._visitors(rows)
+        told = self._told.setdefault(who.agent.id, {})
+        for c in rows:  # on the agent's screen now: its polls announce their changes
+            told[c.id] = (c.status, c.agent_id)
         return json_response(
             {"conversations": [conversation_json(c, visitors[c.visitor_id]) for c in rows]}
         )
@@ -268,9 +271,10 @@ class AgentAPI:
         """The agent's events in feed order: its durable events, and a
         ``conversation_waiting``/``conversation_updated`` for each changed conversation
         that concerns it (waiting, or held by it) or whose status or holder changed
-        since this node last told it. A new message in another agent's conversation
-        is not news for this one: announcing every such change to every agent costs
-        each poll the whole deployment's traffic."""
+        since this node last showed it to the agent (by a poll or the list). A new
+        message in another agent's conversation is not news for this one: announcing
+        every such change to every agent costs each poll the whole deployment's
+        traffic."""
         stored = list(stored)
         told = self._told.setdefault(agent_id, {})
         if len(told) > TOLD:
@@ -278,9 +282,15 @@ class AgentAPI:
         announced: list[Conversation] = []
         for c in changed:
             state = (c.status, c.agent_id)
-            if c.status == "waiting" or c.agent_id == agent_id or told.get(c.id) != state:
-                told[c.id] = state
+            shown = told.get(c.id)
+            told[c.id] = state
+            if c.status == "waiting" or c.agent_id == agent_id:
                 announced.append(c)
+            elif shown is not None and shown != state:
+                announced.append(c)
+            # Another agent's conversation this agent was never shown (neither by a poll
+            # nor by the list) is not on its screen: there is nothing to correct there,
+            # and telling each agent about every conversation once floods them all.
         closed_ids = {e.conversation_id for e in stored if e.type == "conversation_closed"}
         known = {c.id: c for c in announced}
         extra = [self.ctx.store.get_conversation(cid) for cid in closed_ids - known.keys()]
