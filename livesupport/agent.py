@@ -234,12 +234,9 @@ class AgentAPI:
             after = ctx.store.feed_position()
         timeout = ctx.poll_timeout(request)
         start = after
-        # A store may narrow the page to what this agent's poll announces (SQL does, in
-        # the database); the answer is the same either way.
-        feed = getattr(ctx.store, "agent_poll_feed", None) or ctx.store.agent_feed
         page, ephemeral = ctx.long_poll(
             [AGENTS, agent_key(agent_id)],
-            lambda: feed(agent_id, start, ctx.config.page_size),
+            lambda: ctx.store.agent_poll_feed(agent_id, start, ctx.config.page_size),
             timeout,
         )
         events = self._feed_events(

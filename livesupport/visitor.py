@@ -124,9 +124,7 @@ class VisitorAPI:
                 }
             )
         visitor = store.update_visitor(visitor.id, **fields) or visitor
-        conversation = self._latest(visitor)
-        if conversation is not None:
-            conversation = self._own(conversation)
+        conversation, position = self._start_buffer(visitor.id)
         now = utcnow()
         seen_since = datetime.fromtimestamp(
             now.timestamp() - ctx.config.agent_online_grace, now.tzinfo
@@ -135,13 +133,32 @@ class VisitorAPI:
             {
                 "visitor_id": visitor.id,
                 "conversation_id": conversation.id if conversation else None,
-                "cursor": ctx.cursor("v", visitor.id, store.feed_position()),
+                "cursor": ctx.cursor("v", visitor.id, position),
                 "node_id": ctx.config.node_id,
                 "agents_online": store.agents_online(seen_since),
             }
         )
         self._set_cookies(request, response, visitor)
         return response
+
+    def _start_buffer(self, visitor_id: str) -> tuple[Conversation | None, int]:
+        """Take the visitor's open conversation over and give it an empty buffer from
+        the current feed position on, so that its first poll needs no store read:
+        ``(the latest conversation, the position)``. The same order as a poll's store
+        read (subscribe, read the seqs, then the position), so a buffer is installed
+        only if it misses nothing."""
+        ctx, store = self.ctx, self.ctx.store
+        build = ctx.buffers.begin(visitor_id)
+        try:
+            conversations = [self._own(c) for c in store.visitor_conversations(visitor_id)]
+            position = store.feed_position()
+        except BaseException:
+            ctx.buffers.abandon(visitor_id, build)
+            raise
+        last_seq = {c.id: c.last_seq for c in conversations}
+        ctx.buffers.finish(visitor_id, build, position, (), last_seq)
+        current = next((c for c in reversed(conversations) if c.status != "closed"), None)
+        return current or (conversations[-1] if conversations else None), position
 
     def visitor_send(self, request: Request, body: dict[str, Any], visitor: Visitor) -> Response:
         ctx = self.ctx
@@ -157,6 +174,9 @@ class VisitorAPI:
             ctx.delivery.to_visitor(conversation, events=ctx.buffered(conversation, result.events))
             ctx.delivery.to_agents(conversation, everyone=result.conversation_created)
             if result.conversation_created:
+                # Other nodes may hold an empty buffer of this visitor's from a session
+                # there: this conversation's events are published here, not there.
+                ctx.delivery.moved(visitor.id)
                 ctx.announce_queue()
         response = json_response(
             {"message": message_json(result.message)}, status=201 if result.created else 200

@@ -190,3 +190,34 @@ def test_a_poll_without_affinity_reads_the_store_and_takes_the_visitor_over(
     with counted_queries(second) as queries:
         moved.get_api("/visitor/poll", {"cursor": answer.json["cursor"], "timeout": 1})
     assert queries == []
+
+
+def test_the_first_poll_after_a_session_reads_no_database(make_app: AppFactory, tmp_path):
+    middleware = make_app(store=f"sqlite:///{tmp_path}/first.db")
+    visitor = new_visitor(Client(middleware))
+    with counted_queries(middleware) as queries:
+        idle = visitor.poll(visitor.session["cursor"], timeout=0.05)
+    assert idle["events"] == [] and queries == []
+    visitor.send("hello")
+    with counted_queries(middleware) as queries:
+        first = visitor.poll(idle["cursor"], timeout=1)
+    assert [(e["type"], e["seq"]) for e in first["events"]] == [("message", 1)]
+    assert queries == []
+
+
+def test_a_conversation_started_on_another_node_drops_the_session_buffer(
+    make_app: AppFactory, tmp_path
+):
+    """A session on web-1 buffers the visitor; its first message lands on web-2 (the
+    balancer ignored affinity), which records itself on the new conversation. web-1
+    must not go on answering from its empty buffer."""
+    url, bus = f"sqlite:///{tmp_path}/two.db", f"local://{tmp_path.name}"
+    first = make_app(store=url, bus=bus, node_id="web-1")
+    second = make_app(store=url, bus=bus, node_id="web-2")
+    visitor = new_visitor(Client(first))
+    elsewhere = Client(second)
+    elsewhere.set_cookie("ls_vid", visitor.cookies["ls_vid"])
+    cid = elsewhere.send("hello").json["message"]["conversation_id"]
+    assert second.store.get_conversation(cid).node_id == "web-2"
+    answer = visitor.poll(visitor.session["cursor"], timeout=1)  # affinity: web-1
+    assert [(e["type"], e["seq"]) for e in answer["events"]] == [("message", 1)]

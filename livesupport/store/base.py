@@ -400,6 +400,14 @@ class Store:
         ``more`` set."""
         raise NotImplementedError
 
+    def agent_poll_feed(self, agent_id: str, after: int, limit: int) -> FeedPage:
+        """:meth:`agent_feed` as an agent's poll needs it: the same range and events;
+        ``conversations`` may leave out those that neither concern the agent (waiting,
+        or held by it) nor changed other than by a new message, which the poll does
+        not announce. Stores narrow it with indexes so that a poll costs what concerns
+        the agent, not everything every agent did since."""
+        return self.agent_feed(agent_id, after, limit)
+
     # -- ratings ---------------------------------------------------------------
     def rate(self, conversation_id: str, score: int, comment: str, at: datetime) -> None:
         """Store the visitor's rating of a conversation, replacing an earlier one.

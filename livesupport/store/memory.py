@@ -52,6 +52,14 @@ class MemoryStore(Store):
         self._conversations: dict[str, Conversation] = {}
         self._events: list[StoredEvent] = []  # in pos order
         self._by_conversation: dict[str, list[StoredEvent]] = defaultdict(list)
+        # Indexes, so that what a poll or a send reads costs what concerns it, not the
+        # size of the store: conversations by visitor (oldest first), the waiting ones,
+        # those each agent holds, and the positions of changes other than messages.
+        self._by_visitor: dict[str, list[str]] = defaultdict(list)
+        self._waiting: dict[str, None] = {}
+        self._held: dict[str, dict[str, None]] = defaultdict(dict)  # active ones
+        self._closed_by: dict[str, list[tuple[int, str]]] = defaultdict(list)  # (pos, id)
+        self._marks: list[tuple[int, str]] = []  # (pos, conversation id), in pos order
         self._sent: dict[tuple[str, str, str], StoredEvent] = {}
         self._ratings: dict[str, tuple[int, str]] = {}
 
@@ -195,7 +203,9 @@ class MemoryStore(Store):
             visitor = self._visitors[visitor_id] = dataclasses.replace(visitor, **changed)
             conversation = self.open_conversation(visitor_id)
             if conversation is not None:
-                self._save(conversation, pos=self._take(), updated_at=utcnow())
+                pos = self._take()
+                self._marks.append((pos, conversation.id))
+                self._save(conversation, pos=pos, updated_at=utcnow())
             return visitor
 
     # -- conversations -----------------------------------------------------
@@ -203,17 +213,14 @@ class MemoryStore(Store):
         return self._conversations.get(conversation_id)
 
     def visitor_conversations(self, visitor_id: str) -> list[Conversation]:
-        return [c for c in self._conversations.values() if c.visitor_id == visitor_id]
+        return [self._conversations[cid] for cid in self._by_visitor.get(visitor_id, ())]
 
     def open_conversation(self, visitor_id: str) -> Conversation | None:
-        return next(
-            (
-                c
-                for c in self._conversations.values()
-                if c.visitor_id == visitor_id and c.status != "closed"
-            ),
-            None,
-        )
+        for cid in reversed(self._by_visitor.get(visitor_id, ())):
+            conversation = self._conversations[cid]
+            if conversation.status != "closed":
+                return conversation
+        return None
 
     def list_conversations(
         self,
@@ -240,7 +247,7 @@ class MemoryStore(Store):
         return rows[:limit]
 
     def waiting_queue(self) -> list[Conversation]:
-        waiting = [c for c in self._conversations.values() if c.status == "waiting"]
+        waiting = [self._conversations[cid] for cid in self._waiting]
         return sorted(waiting, key=lambda c: (c.created_at, c.id))
 
     def set_node(self, conversation_id: str, node_id: str) -> Conversation | None:
@@ -422,11 +429,50 @@ class MemoryStore(Store):
         return rows[:limit]
 
     def visitor_feed(self, visitor_id: str, after: int, limit: int) -> FeedPage:
+        if limit < 1:
+            raise ValueError(f"a feed page holds at least one event, not {limit}")
         with self._lock:
-            mine = {c.id for c in self.visitor_conversations(visitor_id)}
-            return self._page(
-                lambda e: e.conversation_id in mine, after, limit, with_conversations=False
+            mine = [
+                e for cid in self._by_visitor.get(visitor_id, ()) for e in self._since(cid, after)
+            ]
+            mine.sort(key=_event_pos)
+            if len(mine) > limit:
+                return FeedPage(mine[:limit], mine[limit - 1].pos, True)
+            return FeedPage(mine, max(self._pos, after), False)
+
+    def agent_poll_feed(self, agent_id: str, after: int, limit: int) -> FeedPage:
+        """:meth:`agent_feed` as an agent's poll needs it: the same events and range,
+        and in ``conversations`` only those that concern the agent (waiting, or held
+        by it) or that changed other than by a new message. Costs what concerns the
+        agent, not every event of the range."""
+        if limit < 1:
+            raise ValueError(f"a feed page holds at least one event, not {limit}")
+        with self._lock:
+            start = bisect.bisect_right(self._events, after, key=_event_pos)
+            upto, more = self._pos, False
+            if len(self._events) - start > limit:
+                upto, more = self._events[start + limit - 1].pos, True
+            closed = self._closed_by.get(agent_id, [])
+            recent = closed[bisect.bisect_right(closed, after, key=lambda m: m[0]) :]
+            concerned = [*self._waiting, *self._held.get(agent_id, ()), *(c for _, c in recent)]
+            events = [e for cid in concerned for e in self._since(cid, after) if e.pos <= upto]
+            events.sort(key=_event_pos)
+            changed = set(concerned)
+            first = bisect.bisect_right(self._marks, after, key=lambda m: m[0])
+            for pos, cid in self._marks[first:]:
+                if pos > upto:
+                    break
+                changed.add(cid)
+            conversations = sorted(
+                (c for c in map(self._conversations.__getitem__, changed) if after < c.pos <= upto),
+                key=lambda c: c.pos,
             )
+            return FeedPage(events, max(upto, after), more, conversations)
+
+    def _since(self, conversation_id: str, after: int) -> list[StoredEvent]:
+        """The conversation's events with ``pos > after`` (they are in pos order)."""
+        events = self._by_conversation.get(conversation_id, [])
+        return events[bisect.bisect_right(events, after, key=_event_pos) :]
 
     def agent_feed(self, agent_id: str, after: int, limit: int) -> FeedPage:
         with self._lock:
@@ -488,8 +534,24 @@ class MemoryStore(Store):
         return conversation
 
     def _save(self, conversation: Conversation, **changes: object) -> Conversation:
+        before = self._conversations.get(conversation.id)
         conversation = dataclasses.replace(conversation, **changes)  # type: ignore[arg-type]
         self._conversations[conversation.id] = conversation
+        if before is None:
+            self._by_visitor[conversation.visitor_id].append(conversation.id)
+        else:
+            self._waiting.pop(before.id, None)
+            if before.agent_id is not None:
+                self._held[before.agent_id].pop(before.id, None)
+        holder = conversation.agent_id
+        if conversation.status == "waiting":
+            self._waiting[conversation.id] = None
+        elif holder is not None and conversation.status == "active":
+            self._held[holder][conversation.id] = None
+        elif holder is not None and (before is None or before.status != "closed"):
+            # A closed conversation changes no more: its holder's polls need it only
+            # while their cursors are below its close.
+            self._closed_by[holder].append((conversation.pos, conversation.id))
         return conversation
 
     def _append(
@@ -511,6 +573,8 @@ class MemoryStore(Store):
         )
         self._events.append(event)
         self._by_conversation[conversation.id].append(event)
+        if type_ != "message":
+            self._marks.append((event.pos, conversation.id))
         return event
 
 

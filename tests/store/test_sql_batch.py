@@ -1,9 +1,7 @@
-"""Group commit and the agent poll's narrowed page in the SQL store.
+"""Group commit in the SQL store.
 
 Concurrent writers share transactions (``livesupport.store.sql_batch``): each
 caller still gets its own result or its own error, and only after the commit.
-``SQLStore.agent_poll_feed`` must agree with ``agent_feed`` on the range and on
-the agent's events, and announce the conversations an agent's poll needs.
 """
 
 from __future__ import annotations
@@ -92,36 +90,3 @@ def test_concurrent_sends_in_one_batch_keep_seq_and_idempotency(sql_store: SQLSt
     messages = sql_store.messages(first.conversation.id)
     assert [m.seq for m in messages] == [1, 2, 3, 4, 5]
     assert len({m.pos for m in messages}) == 5
-
-
-def test_the_poll_page_agrees_with_the_feed(sql_store: SQLStore) -> None:
-    ann = sql_store.create_agent("ann@example.com", "Ann", "agent", "h")
-    bob = sql_store.create_agent("bob@example.com", "Bob", "agent", "h")
-    start = sql_store.feed_position()
-    ids = []
-    for n in range(4):
-        visitor = sql_store.create_visitor(Visitor(new_id("v"), f"V{n}"))
-        ids.append(sql_store.visitor_send(visitor, f"v{n}", "hi", "web-1", AT).conversation.id)
-    sql_store.claim(ids[0], ann, AT)
-    sql_store.claim(ids[1], bob, AT)
-    sql_store.agent_send(ids[1], bob, "b1", "bob's reply", AT)  # bob's: not ann's business
-    sql_store.agent_send(ids[0], ann, "a1", "ann's reply", AT)
-    for limit in (1, 2, 3, 100):
-        after = start
-        while True:
-            full = sql_store.agent_feed(ann.id, after, limit)
-            poll = sql_store.agent_poll_feed(ann.id, after, limit)
-            assert (poll.upto, poll.more) == (full.upto, full.more)
-            assert [e.id for e in poll.events] == [e.id for e in full.events]
-            assert {c.id for c in poll.conversations} <= {c.id for c in full.conversations}
-            if not full.more:
-                break
-            after = full.upto
-    everything = sql_store.agent_poll_feed(ann.id, start, 100)
-    announced = {c.id for c in everything.conversations}
-    # Waiting ones, ann's own, and bob's claim (a state change); bob's reply alone is not news.
-    assert announced == {ids[0], ids[1], ids[2], ids[3]}
-    assert set(everything.visitors) == {c.visitor_id for c in everything.conversations}
-    after_claims = sql_store.feed_position() - 2
-    later = sql_store.agent_poll_feed(ann.id, after_claims, 100)
-    assert [c.id for c in later.conversations] == [ids[0]]  # bob's reply is not announced
