@@ -41,7 +41,7 @@ from .errors import (
     NotFound,
     Unavailable,
 )
-from .http import APIResponse, error_response, json_response, read_json
+from .http import APIRequest, APIResponse, error_response, json_response, read_json
 from .hub import PollHub
 from .injection import StartResponse, WSGIApp, inject
 from .openapi import document
@@ -121,7 +121,7 @@ class LiveSupport:
         if path == prefix or path.startswith(prefix + "/"):
             if not self._gevent_checked:
                 self._check_gevent(environ)
-            request = Request(environ)
+            request = APIRequest(environ)
             sub = path[len(prefix) :] or "/"
             if sub == "/agent" and self.config.role != "visitor":
                 # The console's assets are relative to /agent/, so it must end in a slash.
