@@ -52,7 +52,7 @@ SEND_ANSWER = _obj(message=s.MESSAGE)
 POLL_QUERY = (
     (
         "cursor",
-        "string",
+        {"type": "string", "minLength": 1},
         "From the previous answer; absent: from the start (visitor) or now (agent).",
     ),
     ("timeout", "number", "Seconds to hold the request, clamped to 1..55 (default 25)."),

@@ -83,7 +83,11 @@ class Signer:
         fields = payload.split(".")
         if len(fields) != nfields or not all(fields):
             return None
-        if not hmac.compare_digest(mac.encode(), self._mac(purpose, payload).encode()):
+        try:
+            forged = not hmac.compare_digest(mac.encode(), self._mac(purpose, payload).encode())
+        except UnicodeEncodeError:  # lone surrogates: never a token this deployment signed
+            return None
+        if forged:
             return None
         self._remember(purpose, token, tuple(fields))
         return fields

@@ -105,9 +105,7 @@ def test_many_parked_polls_are_each_answered_at_their_timeout(server):
     sessions = [visitor(server) for _ in range(150)]
 
     def poll(session: requests.Session) -> requests.Response:
-        return session.get(
-            server.api + "/visitor/poll", params={"timeout": 2, "cursor": ""}, timeout=30
-        )
+        return session.get(server.api + "/visitor/poll", params={"timeout": 2}, timeout=30)
 
     with ThreadPoolExecutor(len(sessions)) as pool:
         answers = list(pool.map(poll, sessions))
