@@ -185,7 +185,7 @@ def _store(args: argparse.Namespace) -> Iterator[Any]:
     except ImportError as exc:
         raise CommandError(f"{exc} (is the store's driver installed?)") from None
     except StoreError as exc:
-        raise CommandError(f"store {_redact(args.store)} unavailable: {exc}", 1) from None
+        raise CommandError(f"store {_redact(args.store)}: {exc}", 1) from None
     try:
         yield store
     finally:

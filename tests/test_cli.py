@@ -87,6 +87,16 @@ def test_db_upgrade_is_idempotent(tmp_path: Path, store_url: str) -> None:
     assert (tmp_path / "ls.db").exists()
 
 
+@pytest.mark.postgres
+def test_db_upgrade_without_a_schema_to_create_in_says_so() -> None:
+    from .services import POSTGRES, require_postgres
+
+    require_postgres()
+    url = f"{POSTGRES}?options=-csearch_path%3Dno_such_schema"
+    result = run("db", "upgrade", "--store", url)
+    assert_clean_error(result, "no schema to create the tables in")
+
+
 def test_agents_add_list_disable(store_url: str) -> None:
     from livesupport.clock import utcnow
     from livesupport.passwords import verify_password

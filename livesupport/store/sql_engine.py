@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
 
-from .base import StoreUnavailable
+from .base import StoreError, StoreUnavailable
 
 # Set on a connection whose transaction will write; SQLite then takes the
 # write lock up front (BEGIN IMMEDIATE) instead of upgrading a read lock
@@ -320,11 +320,13 @@ def upgrade_schema(engine: Engine) -> None:
     config.set_main_option("script_location", MIGRATIONS)
     with transaction(engine, write=True) as connection:
         if connection.dialect.name == "postgresql":
-            connection.execute(
-                text(
-                    "SELECT pg_advisory_xact_lock("
-                    "hashtext('livesupport:' || coalesce(current_schema(), '')))"
+            if connection.execute(text("SELECT current_schema()")).scalar() is None:
+                raise StoreError(
+                    "no schema to create the tables in: the search_path names no existing "
+                    "schema (create it, or fix the URL's options)"
                 )
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext('livesupport:' || current_schema()))")
             )
         config.attributes["connection"] = connection
         config.attributes["version_table"] = VERSION_TABLE
