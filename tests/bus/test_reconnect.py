@@ -3,7 +3,7 @@
 The shared servers are not restarted: the Redis test kills the bus's
 subscriber connection (``CLIENT KILL``), the PostgreSQL test terminates its
 listening backend (``pg_terminate_backend``), and the outage tests put a
-:class:`~tests.bus.proxy.TcpProxy` between the bus and the server and cut it.
+:class:`~tests.proxy.TcpProxy` between the bus and the server and cut it.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import threading
 import pytest
 
 from livesupport.bus import Bus, BusUnavailable
+from tests.proxy import TcpProxy
 from tests.services import POSTGRES_PORT, REDIS_PORT
 
 from .conftest import BusFactory, Inbox, eventually, kill_listener
-from .proxy import TcpProxy
 
 SERVERS = [
     pytest.param("redis", marks=pytest.mark.redis),

@@ -1,6 +1,6 @@
 """The store going away under a running node, and coming back.
 
-The node reaches PostgreSQL through a :class:`~tests.bus.proxy.TcpProxy`
+The node reaches PostgreSQL through a :class:`~tests.proxy.TcpProxy`
 (stopping the shared server would disturb everyone else). With the proxy cut,
 every route that needs the store answers 503 ``unavailable`` with
 ``Retry-After`` in the error shape, never 500; /healthz names the store; the
@@ -17,7 +17,6 @@ import pytest
 
 from livesupport import LiveSupport
 from livesupport.routes import ROUTES, Route
-from tests.bus.proxy import TcpProxy
 from tests.conftest import (
     SECRET_KEY,
     Client,
@@ -28,6 +27,7 @@ from tests.conftest import (
     route_url,
     stdlib_host_app,
 )
+from tests.proxy import TcpProxy
 from tests.services import POSTGRES_PORT, drop_postgres, postgres_url, require_postgres
 
 pytestmark = pytest.mark.postgres
