@@ -44,7 +44,8 @@
   var wanted = CONFIG.locale && CONFIG.locale !== "auto" ? CONFIG.locale : document.documentElement.lang || navigator.language || "en";
   var LANG = /^zh/i.test(wanted) ? "zh-CN" : "en";
   var T = STRINGS[LANG];
-  function t(key, n) { return T[key].replace("{n}", n); }
+  // A replacer function: a string replacement would expand "$&" and the like in names.
+  function t(key, n) { return T[key].replace("{n}", function () { return String(n); }); }
 
   // -- storage (shared by the browser's tabs; every access may throw) -------------
   function load(key, fallback) {
