@@ -180,8 +180,15 @@ def hold_many(
     while len(opened_at) < count and any(not g.dead for g in greenlets):
         gevent.sleep(0.05)
     open_s = (max(opened_at) if opened_at else time.monotonic()) - began
-    gevent.sleep(min(2.0, timeout / 4))  # the last ones parked
+    # A poll written is not yet a poll parked: the server may still be reading the
+    # last few thousand, and its memory grows until it has parked them all, then
+    # falls as they are answered. The highest reading before the first answer is
+    # the memory of all of them held at once, however far behind the server was.
     rss = process.rss()
+    deadline = time.monotonic() + timeout + 5
+    while not outcomes and time.monotonic() < deadline and not all(g.dead for g in greenlets):
+        gevent.sleep(0.25)
+        rss = max(rss, process.rss())
     gevent.joinall(greenlets, timeout=timeout + 90)
     gevent.killall(greenlets)
     holders.clear()
