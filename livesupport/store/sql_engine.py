@@ -26,6 +26,20 @@ WRITE = "livesupport_write"
 # Set on a connection that runs one statement outside a transaction: a single
 # statement is atomic on its own, and BEGIN and COMMIT cost two more calls.
 SINGLE = "livesupport_single"
+# PostgreSQL connections across a network that drops packets (a partition, a
+# vanished host) must fail in seconds rather than hang for as long as it lasts:
+# the client gives up on data left unacknowledged (tcp_user_timeout, libpq 12+)
+# or on a silent peer (keepalives); and the server ends a transaction of ours
+# left idle, whose locks (the writers' lock among them) would otherwise stop the
+# writes of every node until the network heals.
+POSTGRES_LIVENESS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,  # seconds
+    "keepalives_interval": 2,  # seconds
+    "keepalives_count": 3,
+}
+TCP_USER_TIMEOUT = 5000  # milliseconds
+IDLE_IN_TRANSACTION = "-c idle_in_transaction_session_timeout=5000"  # milliseconds
 VERSION_TABLE = "livesupport_schema_version"  # not alembic_version: the host may use Alembic too
 MIGRATIONS = "livesupport.store:migrations"
 
@@ -106,6 +120,16 @@ def make_engine(
     connect_args = dict(options.pop("connect_args", {}))
     if "connect_timeout" not in url.query:
         connect_args.setdefault("connect_timeout", 5)  # seconds; a dead host is a 503, not a hang
+    for key, value in POSTGRES_LIVENESS.items():
+        if key not in url.query:
+            connect_args.setdefault(key, value)
+    import psycopg
+
+    if "tcp_user_timeout" not in url.query and psycopg.pq.version() >= 120000:
+        connect_args.setdefault("tcp_user_timeout", TCP_USER_TIMEOUT)
+    if "options" not in connect_args:  # it replaces the URL's: keep those (a search_path)
+        given = url.query.get("options", "")
+        connect_args["options"] = f"{given} {IDLE_IN_TRANSACTION}".strip()
     options.update(
         pool_size=_default(pool_size, 10),
         max_overflow=_default(max_overflow, 10),
