@@ -13,7 +13,7 @@ from typing import Any
 
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 from werkzeug.exceptions import ClientDisconnected
-from werkzeug.http import parse_cookie
+from werkzeug.sansio.http import parse_cookie
 from werkzeug.utils import cached_property
 from werkzeug.wrappers import Request, Response
 
@@ -40,6 +40,8 @@ class APIRequest(Request):
 
     @cached_property
     def cookies(self) -> ImmutableMultiDict[str, str]:
+        # The sans-IO parser, as werkzeug's own Request uses: it takes the header as the
+        # WSGI server decoded it (latin-1), so bytes that are not UTF-8 are no error.
         cookie = self.environ.get("HTTP_COOKIE", "")
         return parse_cookie(cookie, cls=self.dict_storage_class)  # type: ignore[return-value]
 

@@ -21,6 +21,7 @@ from livesupport import LiveSupport
 from livesupport.routes import ROUTES
 
 from ..conftest import (
+    API,
     PREFIX,
     SECRET_KEY,
     Client,
@@ -95,6 +96,18 @@ def test_a_body_shorter_than_its_length_is_400(
     )
     assert status == 400, (status, body[:200])
     assert json.loads(body)["error"]["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("path", ["/visitor/poll", "/agent/session"])
+def test_cookie_bytes_that_are_not_utf8_are_no_error(
+    signed_in: tuple[LiveSupport, dict[str, str]], path: str
+) -> None:
+    """A WSGI server hands the Cookie header over decoded as latin-1, whatever its bytes:
+    one that is not UTF-8 is an unknown cookie (401), never a 500."""
+    middleware, _ = signed_in
+    garbage = "ls_vid=\xff\xfe; ls_agent=\xc3(; ls_node=\x80"
+    status, _, body = call_wsgi(middleware, "GET", API + path, HTTP_COOKIE=garbage)
+    assert status == 401, (status, body[:200])
 
 
 @pytest.mark.live
