@@ -54,6 +54,12 @@ class Signer:
         digest = hmac.digest(self._keys[purpose], payload.encode(), "sha256")
         return _b64(digest[:24])  # 192 bits: plenty against forgery, shorter cookies
 
+    def _matches(self, purpose: str, payload: str, mac: str) -> bool:
+        try:
+            return hmac.compare_digest(mac.encode(), self._mac(purpose, payload).encode())
+        except UnicodeEncodeError:  # lone surrogates: never a token this deployment signed
+            return False
+
     def _remember(self, purpose: str, token: str, fields: tuple[str, ...]) -> None:
         generations = self._verified[purpose]
         if len(generations[0]) >= VERIFIED_CACHE:
@@ -83,11 +89,7 @@ class Signer:
         fields = payload.split(".")
         if len(fields) != nfields or not all(fields):
             return None
-        try:
-            forged = not hmac.compare_digest(mac.encode(), self._mac(purpose, payload).encode())
-        except UnicodeEncodeError:  # lone surrogates: never a token this deployment signed
-            return None
-        if forged:
+        if not self._matches(purpose, payload, mac):
             return None
         self._remember(purpose, token, tuple(fields))
         return fields
@@ -118,8 +120,7 @@ class Signer:
         if known is not None:
             return known[0]
         node_id, _, mac = token.partition(".")
-        expected = self._mac("node", node_id + "." + visitor_id)
-        if not hmac.compare_digest(mac.encode(), expected.encode()):
+        if not self._matches("node", node_id + "." + visitor_id, mac):
             return None
         self._remember("node", key, (node_id,))
         return node_id

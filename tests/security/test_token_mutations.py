@@ -32,7 +32,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from werkzeug.http import parse_cookie
+from werkzeug.sansio.http import parse_cookie
 
 from livesupport import LiveSupport
 from livesupport.errors import BadRequest
@@ -390,8 +390,8 @@ def _cookie_env(cookies: dict[str, str]) -> str:
 
 
 def _seen(env_cookie: str, name: str) -> str | None:
-    """The value the application reads for cookie ``name``."""
-    return parse_cookie({"HTTP_COOKIE": env_cookie}).get(name)
+    """The value the application reads for cookie ``name`` (the WSGI, latin-1 header)."""
+    return parse_cookie(env_cookie).get(name)  # as the application parses it
 
 
 def _call(tokens: Tokens, path: str, query: str = "", **environ: Any) -> tuple[int, Any, bytes]:
