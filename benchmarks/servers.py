@@ -226,7 +226,11 @@ def livesupport(
         "LIVESUPPORT_BUS": bus,
         "LIVESUPPORT_NODE_ID": node_id,
         "LIVESUPPORT_ROLE": role,
-        "LIVESUPPORT_MESSAGES_PER_MINUTE": "100000000",
+        # No limits (0): every simulated visitor comes from 127.0.0.1, and a huge send
+        # rate is not free (the store would count each visitor's last minute).
+        "LIVESUPPORT_MESSAGES_PER_MINUTE": "0",
+        "LIVESUPPORT_NEW_VISITORS_PER_IP": "0",
+        "LIVESUPPORT_NEW_CONVERSATIONS_PER_IP": "0",
         "LIVESUPPORT_MAX_POLLS_PER_VISITOR": "4",
         "BENCH_AGENTS": str(agents),
         "PYTHONPATH": str(ROOT),

@@ -106,7 +106,8 @@ class Auth:
         if fields is None:
             raise Unauthorized("sign in first")
         hashed = token_hash(fields[0])
-        session = self.store.get_session(hashed)
+        found = self.store.session_agent(hashed)
+        session, agent = found if found is not None else (None, None)
         now = utcnow()
         if session is None or (
             now - session.last_seen_at > timedelta(seconds=self.config.agent_session_idle)
@@ -115,7 +116,6 @@ class Auth:
             if session is not None:
                 self.store.delete_session(hashed)
             raise Unauthorized("the session has ended; sign in again")
-        agent = self.store.get_agent(session.agent_id)
         if agent is None or agent.disabled:
             raise Unauthorized("the account is disabled")
         if csrf:

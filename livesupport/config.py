@@ -44,6 +44,13 @@ class Config:
     :param node_id: This node's name in ``ls_node`` and on conversations.
     :param role: ``all``, ``visitor`` (widget and visitor routes) or ``agent`` (console).
     :param identify: ``environ -> {"id", "name"?, "email"?} | None``: the host's signed-in user.
+    :param messages_per_minute: Messages per visitor in any 60 seconds, counted by the
+        store across every node; more answer 429. 0: no limit.
+    :param new_visitors_per_ip: New visitor sessions (no valid ``ls_vid``) per client
+        address in ``ip_window``; 0: no limit.
+    :param new_conversations_per_ip: Conversations opened per client address in
+        ``ip_window``; 0: no limit.
+    :param ip_window: The window of the per-address limits, in seconds.
     :param widget_title: The widget's header; empty: "Chat with us" in the visitor's language.
     :param widget_greeting: The first line visitors see; empty: a greeting in their language.
     :param widget_color: The widget's accent colour, ``#rgb`` or ``#rrggbb``.
@@ -67,7 +74,10 @@ class Config:
     poll_timeout: int = 25  # seconds, when the client names none
     poll_timeout_max: int = 55  # seconds; below common proxies' 60 s read timeout
     max_polls_per_visitor: int = 4  # one browser's tabs; the oldest is answered first
-    messages_per_minute: int = 30  # per visitor, per node
+    messages_per_minute: int = 30  # per visitor, across every node; 0: no limit
+    new_visitors_per_ip: int = 100  # new visitor sessions per client address in ip_window
+    new_conversations_per_ip: int = 20  # conversations opened per client address in ip_window
+    ip_window: int = 10 * 60  # seconds
     login_attempts: int = 5  # failures per account in login_window before 429
     login_attempts_per_ip: int = 20  # failures per client address in login_window
     login_window: int = 15 * 60  # seconds
@@ -97,6 +107,11 @@ class Config:
             raise ValueError("max_message_chars must be between 1 and 10000 (the protocol's cap)")
         if not 1 <= self.poll_timeout <= self.poll_timeout_max:
             raise ValueError("poll_timeout must be between 1 and poll_timeout_max")
+        for name in ("messages_per_minute", "new_visitors_per_ip", "new_conversations_per_ip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (no limit) or more")
+        if self.ip_window < 1:
+            raise ValueError("ip_window must be at least 1 second")
         self._check_widget()
 
     def _check_widget(self) -> None:

@@ -3,9 +3,7 @@ long-poll plumbing common to visitors and agents (cursors, timeouts)."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -17,9 +15,10 @@ from .buffers import VisitorBuffers
 from .clock import utcnow
 from .config import Config
 from .delivery import Delivery
-from .errors import BadRequest, Invalid, RateLimited
+from .errors import BadRequest, Invalid
 from .http import query_number
 from .hub import PollHub
+from .limits import Limits
 from .serialize import conversation_json, ephemeral_json, event_json
 from .signing import Signer
 from .store.base import Conversation, Store, StoredEvent, Visitor
@@ -53,8 +52,12 @@ class Context:
     delivery: Delivery
     buffers: VisitorBuffers
     clock: Callable[[], float] = time.monotonic
-    _sends: dict[str, deque[float]] = field(default_factory=dict)
-    _sends_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The shared abuse limits (new visitors and conversations per address, sends per
+    # visitor), counted in the store so that they hold across nodes.
+    limits: Limits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limits = Limits(self.config, self.store, self.signer)
 
     # -- cursors: "<v|a>.<principal>.<feed position>.<mac>" ---------------------
     def cursor(self, kind: str, principal: str, pos: int) -> str:
@@ -64,7 +67,7 @@ class Context:
         """The feed position in the request's cursor; ``None`` without one.
         400 for a cursor that is malformed, tampered with or someone else's."""
         raw = request.args.get("cursor")
-        if raw is None or raw == "":
+        if raw is None:  # present but empty is a cursor that does not parse: 400
             return None
         fields = self.signer.unsign("cursor", raw, 3)
         if fields is None or fields[0] != kind or fields[1] != principal or not fields[2].isdigit():
@@ -119,22 +122,7 @@ class Context:
                 conversation, ephemeral_json("queue", conversation.id, now, data)
             )
 
-    # -- send rate, per visitor and per node -------------------------------------
     def check_body(self, body: str) -> None:
         """422 for a message longer than this site allows (the protocol's cap is 10,000)."""
         if len(body) > self.config.max_message_chars:
             raise Invalid(f"body must be at most {self.config.max_message_chars} characters")
-
-    def check_send_rate(self, visitor_id: str) -> None:
-        """429 past ``messages_per_minute`` sends in the last minute."""
-        limit, now = self.config.messages_per_minute, self.clock()
-        with self._sends_lock:
-            recent = self._sends.setdefault(visitor_id, deque())
-            while recent and recent[0] <= now - 60:
-                recent.popleft()
-            if len(recent) >= limit:
-                raise RateLimited("too many messages; slow down", recent[0] + 60 - now)
-            recent.append(now)
-            if len(self._sends) > 100_000:  # forget idle visitors rather than grow forever
-                for key in [k for k, q in self._sends.items() if not q or q[-1] <= now - 60]:
-                    del self._sends[key]

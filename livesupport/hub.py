@@ -148,5 +148,9 @@ class PollHub:
                 waiter.event.wait(interval)  # woken or not, read again
             elif not waiter.event.wait(remaining):
                 return result
-            if waiter.released or waiter.ephemeral:
+            if waiter.released:
+                # Answered early (the visitor moved, shutdown, too many polls): what was
+                # read is the answer. Reading again could take back a visitor that moved.
+                return result
+            if waiter.ephemeral:
                 return read()

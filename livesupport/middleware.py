@@ -126,7 +126,9 @@ class LiveSupport:
             if sub == "/agent" and self.config.role != "visitor":
                 # The console's assets are relative to /agent/, so it must end in a slash.
                 target = request.script_root + prefix + "/agent/"
-                return Response(status=308, headers={"Location": target})(environ, start_response)
+                headers = {"Location": target, **SECURITY_HEADERS}
+                headers["Content-Security-Policy"] = API_CSP
+                return Response(status=308, headers=headers)(environ, start_response)
             response = self._handle(request, sub)
             return response(environ, start_response)
         if self._host is None:

@@ -107,6 +107,7 @@ class VisitorAPI:
     # -- routes --------------------------------------------------------------
     def visitor_session(self, request: Request, body: dict[str, Any]) -> Response:
         ctx, store = self.ctx, self.ctx.store
+        ctx.limits.check_new_visitor(request)
         visitor = self._identified(request, ctx.auth.visitor_or_none(request))
         if visitor is None:
             visitor = store.create_visitor(Visitor(id=new_id("v"), created_at=utcnow()))
@@ -163,10 +164,7 @@ class VisitorAPI:
     def visitor_send(self, request: Request, body: dict[str, Any], visitor: Visitor) -> Response:
         ctx = self.ctx
         ctx.check_body(body["body"])
-        ctx.check_send_rate(visitor.id)
-        result = ctx.store.visitor_send(
-            visitor, body["client_msg_id"], body["body"], ctx.config.node_id, utcnow()
-        )
+        result = ctx.limits.visitor_send(request, visitor, body["client_msg_id"], body["body"])
         conversation = result.conversation
         if result.created:
             conversation = self._own(conversation)
@@ -228,6 +226,10 @@ class VisitorAPI:
             conversations = {c.id: c for c in store.visitor_conversations(visitor_id)}
             for mine in conversations.values():
                 self._own(mine)
+            if all(c.status == "closed" for c in conversations.values()):
+                # Nothing to take over, but this node serves the visitor's polls now:
+                # the others answer theirs, so that they park on one node at a time.
+                ctx.delivery.moved(visitor_id)
             page = store.visitor_feed(visitor_id, after, ctx.config.page_size)
             rendered: list[dict[str, Any]] = []
             for event in page.events:

@@ -54,9 +54,16 @@ class LiveServer:
         self.port = free_port() if port is None else port
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = self.url + "/livesupport/api/v1"
-        env = dict(
-            os.environ, PYTHONPATH=str(workdir), LIVESUPPORT_SECRET_KEY=SECRET, **(env or {})
-        )
+        env = {
+            # Every client of a live test is 127.0.0.1: the per-address limits would count
+            # them all as one. Tests of those limits set them (env, or the environment).
+            "LIVESUPPORT_NEW_VISITORS_PER_IP": "0",
+            "LIVESUPPORT_NEW_CONVERSATIONS_PER_IP": "0",
+            **os.environ,
+            "PYTHONPATH": str(workdir),
+            "LIVESUPPORT_SECRET_KEY": SECRET,
+            **(env or {}),
+        }
         command = [sys.executable, "-m", "livesupport", "serve", "--host", "127.0.0.1",
                    "--port", str(self.port), "--store", store, "--node-id", node_id,
                    "--role", role, *(["--bus", bus] if bus else []), "live_host:app"]  # fmt: skip

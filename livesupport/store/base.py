@@ -54,6 +54,34 @@ class NotHeld(StoreError):
     """The conversation is held by another agent."""
 
 
+class QuotaExceeded(StoreError):
+    """A :class:`Quota` or the send rate is used up; nothing was written. Callers answer 429.
+
+    ``retry_after``: seconds until the same request would be accepted (if nothing
+    else is counted meanwhile); ``key``: the quota's, ``None`` for the send rate.
+    """
+
+    def __init__(self, message: str, retry_after: float, key: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """At most ``limit`` uses under ``key`` in any ``window`` seconds, counted by the
+    store, so the limit holds across every node that shares it.
+
+    ``key`` is ``"<scope>:<subject>"`` (``"new-visitor:203.0.113.7"``); the scope
+    has no colon, and a store may forget the expired uses of a whole scope at once.
+    Keys share one namespace with :meth:`Store.record_attempt`.
+    """
+
+    key: str
+    limit: int
+    window: float  # seconds
+
+
 @dataclass(frozen=True, slots=True)
 class Author:
     kind: AuthorKind
@@ -243,6 +271,12 @@ class Store:
     def get_session(self, token_hash: str) -> AgentSession | None:
         raise NotImplementedError
 
+    def session_agent(self, token_hash: str) -> tuple[AgentSession, Agent | None] | None:
+        """The session and its agent (``None`` if the agent is gone), as one read: every
+        agent request starts with it."""
+        session = self.get_session(token_hash)
+        return None if session is None else (session, self.get_agent(session.agent_id))
+
     def touch_session(self, token_hash: str, at: datetime) -> None:
         """Set ``last_seen_at``; nothing if the session is gone."""
         raise NotImplementedError
@@ -264,6 +298,14 @@ class Store:
         raise NotImplementedError
 
     def clear_attempts(self, key: str) -> None:
+        raise NotImplementedError
+
+    def use_quota(self, quota: Quota, at: datetime) -> None:
+        """Record one use under ``quota.key`` at ``at``, unless ``quota.limit`` uses are
+        recorded in the window ``(at - quota.window, at]`` already: then record nothing
+        and raise :class:`QuotaExceeded`, with the seconds until the oldest of those
+        that must expire has. Atomic: concurrent uses from every node never exceed
+        the limit. May forget uses that have left the window."""
         raise NotImplementedError
 
     # -- visitors ----------------------------------------------------------
@@ -318,7 +360,15 @@ class Store:
 
     # -- sends ---------------------------------------------------------------
     def visitor_send(
-        self, visitor: Visitor, client_msg_id: str, body: str, node_id: str, at: datetime
+        self,
+        visitor: Visitor,
+        client_msg_id: str,
+        body: str,
+        node_id: str,
+        at: datetime,
+        *,
+        per_minute: int | None = None,
+        new_conversations: Quota | None = None,
     ) -> SendResult:
         """Store a visitor's message in its open conversation, opening one (``waiting``,
         on ``node_id``) if it has none.
@@ -326,7 +376,16 @@ class Store:
         Idempotent on ``(visitor, client_msg_id)`` across all the visitor's
         conversations: a repeat returns the first message, ``created=False``,
         whatever the body. Concurrent first sends open exactly one conversation.
-        :class:`KeyError` if it must open one and the visitor was never stored."""
+        :class:`KeyError` if it must open one and the visitor was never stored.
+
+        Limits, checked in the same transaction after the repeat check (a repeat is
+        always answered) and before anything is written; a refused send writes
+        nothing and raises :class:`QuotaExceeded`:
+
+        - ``per_minute``: at most this many messages of the visitor (in all its
+          conversations) with an ``at`` later than 60 seconds before this one's;
+        - ``new_conversations``: a send that opens a conversation uses the quota
+          (as :meth:`use_quota`); sends to an open conversation do not."""
         raise NotImplementedError
 
     def agent_send(
@@ -403,9 +462,10 @@ class Store:
     def agent_poll_feed(self, agent_id: str, after: int, limit: int) -> FeedPage:
         """:meth:`agent_feed` as an agent's poll needs it: the same range and events;
         ``conversations`` may leave out those that neither concern the agent (waiting,
-        or held by it) nor changed other than by a new message, which the poll does
-        not announce. Stores narrow it with indexes so that a poll costs what concerns
-        the agent, not everything every agent did since."""
+        or held by it) nor had their status or holder changed in the range (by an
+        event other than a message): the poll announces no others. Stores narrow it
+        with indexes so that a poll costs what concerns the agent, not everything
+        every agent did since."""
         return self.agent_feed(agent_id, after, limit)
 
     # -- ratings ---------------------------------------------------------------

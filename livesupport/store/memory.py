@@ -11,7 +11,7 @@ import dataclasses
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import new_id, utcnow
@@ -27,6 +27,8 @@ from .base import (
     ConversationStatus,
     FeedPage,
     NotHeld,
+    Quota,
+    QuotaExceeded,
     SendResult,
     Store,
     StoreConflict,
@@ -54,13 +56,15 @@ class MemoryStore(Store):
         self._by_conversation: dict[str, list[StoredEvent]] = defaultdict(list)
         # Indexes, so that what a poll or a send reads costs what concerns it, not the
         # size of the store: conversations by visitor (oldest first), the waiting ones,
-        # those each agent holds, and the positions of changes other than messages.
+        # those each agent holds, and the positions of events other than messages
+        # (changes of status or holder).
         self._by_visitor: dict[str, list[str]] = defaultdict(list)
         self._waiting: dict[str, None] = {}
         self._held: dict[str, dict[str, None]] = defaultdict(dict)  # active ones
         self._closed_by: dict[str, list[tuple[int, str]]] = defaultdict(list)  # (pos, id)
         self._marks: list[tuple[int, str]] = []  # (pos, conversation id), in pos order
         self._sent: dict[tuple[str, str, str], StoredEvent] = {}
+        self._visitor_sends: dict[str, list[datetime]] = defaultdict(list)  # sorted
         self._ratings: dict[str, tuple[int, str]] = {}
 
     def upgrade(self) -> None:
@@ -169,6 +173,26 @@ class MemoryStore(Store):
     def clear_attempts(self, key: str) -> None:
         self._attempts.pop(key, None)
 
+    def use_quota(self, quota: Quota, at: datetime) -> None:
+        with self._lock:
+            refusal = self._use(quota, at)
+        if refusal is not None:
+            raise refusal
+
+    def _use(self, quota: Quota, at: datetime) -> QuotaExceeded | None:
+        """Record a use, or the refusal to raise (nothing recorded then)."""
+        if quota.limit <= 0:
+            return QuotaExceeded("the quota allows nothing", quota.window, quota.key)
+        since = at - timedelta(seconds=quota.window)
+        kept = self._attempts[quota.key] = sorted(
+            t for t in self._attempts.get(quota.key, []) if t > since
+        )
+        if len(kept) >= quota.limit:
+            retry = (kept[-quota.limit] - since).total_seconds()
+            return QuotaExceeded("the quota is used up", retry, quota.key)
+        bisect.insort(kept, at)
+        return None
+
     # -- visitors ----------------------------------------------------------
     def create_visitor(self, visitor: Visitor) -> Visitor:
         with self._lock:
@@ -203,9 +227,7 @@ class MemoryStore(Store):
             visitor = self._visitors[visitor_id] = dataclasses.replace(visitor, **changed)
             conversation = self.open_conversation(visitor_id)
             if conversation is not None:
-                pos = self._take()
-                self._marks.append((pos, conversation.id))
-                self._save(conversation, pos=pos, updated_at=utcnow())
+                self._save(conversation, pos=self._take(), updated_at=utcnow())
             return visitor
 
     # -- conversations -----------------------------------------------------
@@ -259,17 +281,36 @@ class MemoryStore(Store):
 
     # -- sends ---------------------------------------------------------------
     def visitor_send(
-        self, visitor: Visitor, client_msg_id: str, body: str, node_id: str, at: datetime
+        self,
+        visitor: Visitor,
+        client_msg_id: str,
+        body: str,
+        node_id: str,
+        at: datetime,
+        *,
+        per_minute: int | None = None,
+        new_conversations: Quota | None = None,
     ) -> SendResult:
         with self._lock:
             key = ("visitor", visitor.id, client_msg_id)
             if key in self._sent:
                 return self._repeat(key)
+            sent = self._visitor_sends[visitor.id]
+            if per_minute is not None:
+                since = at - timedelta(seconds=60)
+                recent = sent[bisect.bisect_right(sent, since) :]
+                if len(recent) >= per_minute:
+                    retry = (recent[-per_minute] - since).total_seconds() if per_minute else 60
+                    raise QuotaExceeded("too many messages", retry)
             conversation = self.open_conversation(visitor.id)
             opened = conversation is None
             if conversation is None:
                 if visitor.id not in self._visitors:
                     raise KeyError(visitor.id)
+                if new_conversations is not None:
+                    refusal = self._use(new_conversations, at)
+                    if refusal is not None:
+                        raise refusal
                 conversation = Conversation(
                     id=new_id("c"),
                     visitor_id=visitor.id,
@@ -289,6 +330,7 @@ class MemoryStore(Store):
                 conversation, last_seq=message.seq, pos=message.pos, updated_at=at
             )
             self._sent[key] = message
+            bisect.insort(sent, at)
             return SendResult(message, conversation, True, (message,), opened)
 
     def agent_send(
@@ -443,8 +485,8 @@ class MemoryStore(Store):
     def agent_poll_feed(self, agent_id: str, after: int, limit: int) -> FeedPage:
         """:meth:`agent_feed` as an agent's poll needs it: the same events and range,
         and in ``conversations`` only those that concern the agent (waiting, or held
-        by it) or that changed other than by a new message. Costs what concerns the
-        agent, not every event of the range."""
+        by it) or whose status or holder changed. Costs what concerns the agent, not
+        every event of the range."""
         if limit < 1:
             raise ValueError(f"a feed page holds at least one event, not {limit}")
         with self._lock:

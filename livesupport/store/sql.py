@@ -31,6 +31,8 @@ from .base import (
     Conversation,
     ConversationStatus,
     FeedPage,
+    Quota,
+    QuotaExceeded,
     SendResult,
     StoredEvent,
     StoreUnavailable,
@@ -198,19 +200,32 @@ class SQLStore(SQLPeople):
 
     # -- sends and state changes -------------------------------------------
     def visitor_send(
-        self, visitor: Visitor, client_msg_id: str, body: str, node_id: str, at: datetime
+        self,
+        visitor: Visitor,
+        client_msg_id: str,
+        body: str,
+        node_id: str,
+        at: datetime,
+        *,
+        per_minute: int | None = None,
+        new_conversations: Quota | None = None,
     ) -> SendResult:
-        def send() -> SendResult:
+        def send() -> SendResult | QuotaExceeded:
             return self._writing(
-                lambda c: log.visitor_send(c, visitor, client_msg_id, body, node_id, at)
+                lambda c: log.visitor_send(
+                    c, visitor, client_msg_id, body, node_id, at, per_minute, new_conversations
+                )
             )
 
         try:
-            return self._retrying(send)
+            result = self._retrying(send)
         except sa_exc.IntegrityError as e:
             if constraint_violated(e) == "foreign_key":
                 raise KeyError(visitor.id) from e
             raise
+        if isinstance(result, QuotaExceeded):
+            raise result
+        return result
 
     def agent_send(
         self, conversation_id: str, agent: Agent, client_msg_id: str, body: str, at: datetime
@@ -270,10 +285,10 @@ class SQLStore(SQLPeople):
     def agent_poll_feed(self, agent_id: str, after: int, limit: int) -> log.AgentPollPage:
         """:meth:`agent_feed` as an agent's poll needs it, with the filtering done by the
         database: the same events and range, and in ``conversations`` only those that
-        concern the agent (waiting, or held by it) or that changed other than by a new
-        message (an agent event, a close, new visitor details), with their visitors.
-        An agent's poll then costs what is new for that agent, not everything every
-        agent did since."""
+        concern the agent (waiting, or held by it) or whose status or holder changed
+        (an event other than a message), with their visitors. Every statement starts
+        from an index of those, so a poll costs what is new for its agent, not
+        everything every agent did since."""
         _check_limit(limit)
         with self._single() as c:
             return log.agent_poll_page(c, agent_id, after, limit)

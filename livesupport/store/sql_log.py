@@ -16,9 +16,10 @@ the database for what concurrent nodes could otherwise break:
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -26,10 +27,12 @@ from sqlalchemy import (
     Connection,
     String,
     bindparam,
-    exists,
+    delete,
     insert,
-    or_,
+    literal_column,
     select,
+    union,
+    union_all,
     update,
 )
 
@@ -41,6 +44,8 @@ from .base import (
     Conversation,
     FeedPage,
     NotHeld,
+    Quota,
+    QuotaExceeded,
     SendResult,
     StoreConflict,
     StoredEvent,
@@ -49,7 +54,9 @@ from .base import (
 from .sql_schema import (
     BIGINT_MAX,
     INT_MAX,
+    UTCDateTime,
     agents,
+    attempts,
     bounded,
     conversations,
     event_row,
@@ -64,15 +71,44 @@ from .sql_schema import to_event as event_of
 
 # -- sends ---------------------------------------------------------------------
 def visitor_send(
-    c: Connection, visitor: Visitor, client_msg_id: str, body: str, node_id: str, at: datetime
-) -> SendResult:
+    c: Connection,
+    visitor: Visitor,
+    client_msg_id: str,
+    body: str,
+    node_id: str,
+    at: datetime,
+    per_minute: int | None = None,
+    new_conversations: Quota | None = None,
+) -> SendResult | QuotaExceeded:
+    """The send, or the refusal to raise once the batch is committed: a refused send
+    has written nothing, and returning rather than raising spares the other sends of
+    its batch a second run (see ``sql_batch``)."""
     author = Author("visitor", visitor.id, visitor.name)
     repeated = repeat(c, author, client_msg_id)
     if repeated is not None:
         return repeated
-    conversation = open_conversation(c, visitor.id, lock=True)
+    if per_minute is not None and per_minute <= 0:
+        return QuotaExceeded("too many messages", MINUTE.total_seconds())
+    if per_minute is None:
+        conversation = open_conversation(c, visitor.id, lock=True)
+    else:
+        # The count rides on the statement that locks the open conversation: a send
+        # costs no extra round trip for it.
+        since = at - MINUTE
+        rate = {"visitor": visitor.id, "since": since, "skip": per_minute - 1}
+        row = c.execute(OPEN_LOCKED_RATED, rate).one_or_none()
+        if row is not None:
+            conversation, nth = conversation_of(row), row.nth_recent
+        else:
+            conversation, nth = None, c.execute(NTH_RECENT, rate).scalar_one_or_none()
+        if nth is not None:
+            return QuotaExceeded("too many messages", (nth - since).total_seconds())
     opened = conversation is None
     if conversation is None:
+        if new_conversations is not None:
+            refused = use_quota(c, new_conversations, at)
+            if refused is not None:
+                return refused
         conversation = Conversation(new_id("c"), visitor.id, "waiting", None, at, at, 0, node_id, 0)
         # A concurrent first send of the same visitor fails here, on the partial unique index.
         c.execute(insert(conversations).values(dataclasses.asdict(conversation)))
@@ -110,6 +146,27 @@ def agent_send(
     )
     conversation, stored = append(c, conversation, drafts, **changes)
     return SendResult(stored[-1], conversation, True, stored)
+
+
+def use_quota(c: Connection, quota: Quota, at: datetime) -> QuotaExceeded | None:
+    """Record a use of ``quota`` (see ``Store.use_quota``), or return the refusal
+    having written nothing. The caller's transaction holds the writers' lock, so
+    the count and the insert are atomic across nodes."""
+    window = timedelta(seconds=quota.window)
+    if quota.limit <= 0:
+        return QuotaExceeded("the quota allows nothing", window.total_seconds(), quota.key)
+    since = at - window
+    nth = c.execute(NTH_USE, {"key": quota.key, "since": since, "skip": quota.limit - 1})
+    oldest = nth.scalar_one_or_none()
+    if oldest is not None:
+        return QuotaExceeded("the quota is used up", (oldest - since).total_seconds(), quota.key)
+    c.execute(FORGET_USES, {"key": quota.key, "since": since})
+    if random.random() < FORGET_SCOPE_ODDS:
+        # Keys used once (an address seen once) would otherwise stay for good.
+        scope = quota.key.partition(":")[0]
+        c.execute(FORGET_SCOPE, {"low": scope + ":", "high": scope + ";", "since": since})
+    c.execute(INSERT_USE, {"key": quota.key, "at": at})
+    return None
 
 
 def repeat(c: Connection, author: Author, client_msg_id: str) -> SendResult | None:
@@ -232,13 +289,13 @@ def agent_poll_page(c: Connection, agent_id: str, after: int, limit: int) -> Age
     the same range and events, fewer conversations, and no row read that the
     agent's poll would throw away. Needs no transaction: every statement reads
     below ``top``, which is committed and final."""
-    top = committed_position(c)
     since = bounded(after, BIGINT_MAX)
     limit = min(limit, INT_MAX)
-    # The range still ends after ``limit`` events, relevant or not: the limit-th and the next.
-    ends = c.execute(PAGE_END, {"since": since, "top": top, "skip": limit - 1}).scalars().all()
-    more = len(ends) > 1
-    upto = ends[0] if more else top
+    # The range still ends after ``limit`` events, relevant or not: the limit-th and the
+    # next, below the committed top, all read by one statement.
+    top, end, beyond = c.execute(TOP_AND_PAGE_END, {"since": since, "skip": limit - 1}).one()
+    more = beyond is not None
+    upto = end if more else top
     window = {"since": since, "upto": upto, "agent": agent_id}
     kept = [event_of(r) for r in c.execute(RELEVANT_EVENTS, window)]
     changed, visitors = [], {}
@@ -275,6 +332,44 @@ OPEN = select(conversations).where(
     conversations.c.visitor_id == bindparam("visitor"), conversations.c.status != "closed"
 )
 OPEN_LOCKED = OPEN.with_for_update()
+MINUTE = timedelta(seconds=60)  # the window of a visitor's send rate
+_since_at = bindparam("since", type_=UTCDateTime())
+# The visitor's messages of the window, latest first: the ``skip``-th after the
+# first exists only when the rate is reached. Literal kind and type, as in the
+# partial index's predicate, so that the planner uses it.
+NTH_RECENT = (
+    select(events.c.at)
+    .where(
+        events.c.author_kind == literal_column("'visitor'"),
+        events.c.type == literal_column("'message'"),
+        events.c.author_id == bindparam("visitor"),
+        events.c.at > _since_at,
+    )
+    .order_by(events.c.at.desc())
+    .offset(bindparam("skip"))
+    .limit(1)
+)
+OPEN_LOCKED_RATED = (
+    select(conversations, NTH_RECENT.scalar_subquery().label("nth_recent"))
+    .where(conversations.c.visitor_id == bindparam("visitor"), conversations.c.status != "closed")
+    .with_for_update(of=conversations)
+)
+# Quotas, in the attempts table: the nth latest use of a key in the window, etc.
+NTH_USE = (
+    select(attempts.c.at)
+    .where(attempts.c.key == bindparam("key"), attempts.c.at > _since_at)
+    .order_by(attempts.c.at.desc())
+    .offset(bindparam("skip"))
+    .limit(1)
+)
+FORGET_USES = delete(attempts).where(attempts.c.key == bindparam("key"), attempts.c.at <= _since_at)
+FORGET_SCOPE = delete(attempts).where(
+    attempts.c.key >= bindparam("low"),
+    attempts.c.key < bindparam("high"),
+    attempts.c.at <= _since_at,
+)
+FORGET_SCOPE_ODDS = 1 / 64  # how often a use also forgets its whole scope's expired uses
+INSERT_USE = insert(attempts)
 INSERT_EVENT = insert(events)
 TOUCH = (
     update(conversations)
@@ -285,42 +380,47 @@ TOUCH = (
 _since = bindparam("since", type_=BigInteger)
 _upto = bindparam("upto", type_=BigInteger)
 _agent = bindparam("agent", type_=String)
-_concerns = or_(conversations.c.status == "waiting", conversations.c.agent_id == _agent)
-PAGE_END = (
-    select(events.c.pos)
-    .where(events.c.pos > _since, events.c.pos <= bindparam("top"))
-    .order_by(events.c.pos)
-    .offset(bindparam("skip"))
-    .limit(2)
-)
-RELEVANT_EVENTS = (
-    select(events)
-    .join(conversations, conversations.c.id == events.c.conversation_id)
-    .where(events.c.pos > _since, events.c.pos <= _upto, _concerns)
-    .order_by(events.c.pos)
-)
-_other_events = events.alias("other_events")
-_latest_event = events.alias("latest_event")
+_top = select(feed.c.pos).where(feed.c.id == 1).scalar_subquery()
+
+
+def _nth_event(skip: Any) -> Any:
+    return (
+        select(events.c.pos)
+        .where(events.c.pos > _since, events.c.pos <= _top)
+        .order_by(events.c.pos)
+        .offset(skip)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+TOP_AND_PAGE_END = select(_top, _nth_event(bindparam("skip")), _nth_event(bindparam("skip") + 1))
+# Each part starts from an index of the conversations that concern the agent (by
+# status, by holder) or of the changes in the range, so that a poll reads what
+# concerns its agent, not every message of the deployment since its cursor.
+_in_range = (events.c.pos > _since, events.c.pos <= _upto)
+_events_of = select(events).join(conversations, conversations.c.id == events.c.conversation_id)
+# A conversation's pos is its latest change: one with events in the range is newer.
+_newer = conversations.c.pos > _since
+_relevant = union_all(
+    _events_of.where(conversations.c.status == "waiting", _newer, *_in_range),
+    _events_of.where(
+        conversations.c.agent_id == _agent, _newer, conversations.c.status != "waiting", *_in_range
+    ),
+).subquery()
+RELEVANT_EVENTS = select(_relevant).order_by(_relevant.c.pos)
+_changed = (conversations.c.pos > _since, conversations.c.pos <= _upto)
+_with_changes = select(events.c.conversation_id).where(events.c.type != "message", *_in_range)
+_announced = union(
+    select(conversations.c.id).where(conversations.c.status == "waiting", *_changed),
+    select(conversations.c.id).where(conversations.c.agent_id == _agent, *_changed),
+    select(conversations.c.id).where(conversations.c.id.in_(_with_changes), *_changed),
+).subquery()
 VISITOR_COLUMNS = tuple(column.name for column in visitors.c)
 ANNOUNCED = (
     select(conversations, *(visitors.c[k].label("v_" + k) for k in VISITOR_COLUMNS))
+    .join(_announced, _announced.c.id == conversations.c.id)
     .outerjoin(visitors, visitors.c.id == conversations.c.visitor_id)
-    .where(
-        conversations.c.pos > _since,
-        conversations.c.pos <= _upto,
-        or_(
-            _concerns,
-            # an agent event or a close in the range...
-            exists().where(
-                _other_events.c.conversation_id == conversations.c.id,
-                _other_events.c.pos > _since,
-                _other_events.c.pos <= _upto,
-                _other_events.c.type != "message",
-            ),
-            # ...or a change without an event (new visitor details, a bump)
-            ~exists().where(_latest_event.c.pos == conversations.c.pos),
-        ),
-    )
     .order_by(conversations.c.pos)
 )
 

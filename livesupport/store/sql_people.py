@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, delete, exists, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, delete, exists, insert, select, update
 from sqlalchemy import exc as sa_exc
 
 from ..clock import new_id, utcnow
@@ -24,6 +24,7 @@ from .base import (
     AgentRole,
     AgentSession,
     AgentStatus,
+    Quota,
     Store,
     StoreConflict,
     Visitor,
@@ -36,6 +37,11 @@ T = TypeVar("T")
 # Built once: the lookups every request makes skip SQLAlchemy's statement building.
 AGENT_BY_ID = select(agents).where(agents.c.id == bindparam("id"))
 SESSION_BY_HASH = select(agent_sessions).where(agent_sessions.c.token_hash == bindparam("hash"))
+SESSION_AGENT = (
+    select(agent_sessions, *(column.label("a_" + column.name) for column in agents.c))
+    .outerjoin(agents, agents.c.id == agent_sessions.c.agent_id)
+    .where(agent_sessions.c.token_hash == bindparam("hash"))
+)
 VISITOR_BY_ID = select(visitors).where(visitors.c.id == bindparam("id"))
 # A racing transaction can make ours hit a unique key at most twice (a
 # conversation opened, then the same message stored); retrying then finds it.
@@ -121,6 +127,9 @@ class SQLPeople(Store):
     def get_session(self, token_hash: str) -> AgentSession | None:
         return self._one(to_session, SESSION_BY_HASH, {"hash": token_hash})
 
+    def session_agent(self, token_hash: str) -> tuple[AgentSession, Agent | None] | None:
+        return self._one(_session_and_agent, SESSION_AGENT, {"hash": token_hash})
+
     def touch_session(self, token_hash: str, at: datetime) -> None:
         query = (
             update(agent_sessions)
@@ -152,6 +161,11 @@ class SQLPeople(Store):
 
     def clear_attempts(self, key: str) -> None:
         self._writing(lambda c: c.execute(delete(attempts).where(attempts.c.key == key)))
+
+    def use_quota(self, quota: Quota, at: datetime) -> None:
+        refused = self._writing(lambda c: log.use_quota(c, quota, at))
+        if refused is not None:
+            raise refused
 
     # -- visitors ----------------------------------------------------------
     def create_visitor(self, visitor: Visitor) -> Visitor:
@@ -237,3 +251,8 @@ class SQLPeople(Store):
                 if constraint_violated(e) != "unique":
                     raise
         return attempt()
+
+
+def _session_and_agent(row: Row[Any]) -> tuple[AgentSession, Agent | None]:
+    agent = to_agent(row, "a_") if row._mapping["a_id"] is not None else None
+    return to_session(row), agent

@@ -36,6 +36,10 @@ ID = 64  # room for new_id()'s 24 characters and then some
 INT_MAX = 2**31 - 1  # the largest INTEGER (seq), on PostgreSQL
 BIGINT_MAX = 2**63 - 1  # the largest BIGINT (pos)
 OPEN = text("status <> 'closed'")
+# The rows a visitor's send rate counts (spelled the same in the queries, so that
+# SQLite and PostgreSQL's generic plans see that the partial index applies).
+VISITOR_MESSAGE = text("author_kind = 'visitor' AND type = 'message'")
+CHANGE = text("type <> 'message'")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -148,6 +152,9 @@ conversations = Table(
     Index("ix_conversations_agent_id_created_at", "agent_id", "created_at"),
     Index("ix_conversations_created_at_id", "created_at", "id"),
     Index("ix_conversations_pos", "pos"),
+    # For agents' polls: the waiting ones and an agent's own, changed since a position.
+    Index("ix_conversations_status_pos", "status", "pos"),
+    Index("ix_conversations_agent_id_pos", "agent_id", "pos"),
 )
 
 events = Table(
@@ -171,6 +178,16 @@ events = Table(
     UniqueConstraint("author_kind", "author_id", "client_msg_id", name="uq_events_client_msg"),
     Index("ix_events_pos", "pos", unique=True),
     Index("ix_events_conversation_pos", "conversation_id", "pos"),
+    # A visitor's latest messages, for its send rate: a send reads at most the limit.
+    Index(
+        "ix_events_visitor_message_at",
+        "author_id",
+        "at",
+        sqlite_where=VISITOR_MESSAGE,
+        postgresql_where=VISITOR_MESSAGE,
+    ),
+    # Changes of status or holder (every event but messages), for agents' polls.
+    Index("ix_events_changes_pos", "pos", sqlite_where=CHANGE, postgresql_where=CHANGE),
 )
 
 ratings = Table(
@@ -190,18 +207,19 @@ def bounded(value: int, high: int) -> int:
 
 
 # -- rows to records -----------------------------------------------------------
-def to_agent(row: Row[Any]) -> Agent:
+def to_agent(row: Row[Any], prefix: str = "") -> Agent:
+    """The agent in ``row``, whose agent columns' labels start with ``prefix``."""
     m = row._mapping
     return Agent(
-        id=m["id"],
-        email=m["email"],
-        name=m["name"],
-        role=m["role"],
-        password_hash=m["password_hash"],
-        disabled=bool(m["disabled"]),
-        status=m["status"],
-        last_seen_at=m["last_seen_at"],
-        created_at=m["created_at"],
+        id=m[prefix + "id"],
+        email=m[prefix + "email"],
+        name=m[prefix + "name"],
+        role=m[prefix + "role"],
+        password_hash=m[prefix + "password_hash"],
+        disabled=bool(m[prefix + "disabled"]),
+        status=m[prefix + "status"],
+        last_seen_at=m[prefix + "last_seen_at"],
+        created_at=m[prefix + "created_at"],
     )
 
 

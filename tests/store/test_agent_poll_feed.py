@@ -4,7 +4,8 @@
 agent (the stores narrow it with indexes, in memory or in the database). It
 must agree with ``agent_feed``, the reference, on the range and on the agent's
 events, at every page size and cursor, and announce what the poll needs: every
-conversation that concerns the agent, and any other one whose state changed.
+conversation that concerns the agent, and any other one whose status or
+holder changed.
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ def test_the_poll_page_agrees_with_the_feed(store: Store) -> None:
     assert {c.id for c in everything.conversations} == set(ids)
     after_claims = store.feed_position() - 1
     later = store.agent_poll_feed(ann.id, after_claims, 100)
-    assert [c.id for c in later.conversations] == [ids[1]]  # the new visitor details
-    assert later.events == []
+    assert (later.conversations, later.events) == ([], [])  # bob's visitor's new details
+    bobs = store.agent_poll_feed(bob.id, after_claims, 100)
+    assert [c.id for c in bobs.conversations] == [ids[1]]  # ...are news on bob's screen
 
 
 def test_a_reply_in_another_agents_conversation_is_not_announced(store: Store) -> None:

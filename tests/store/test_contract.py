@@ -137,6 +137,10 @@ def test_sessions(store: Store, ann: Agent, bob: Agent) -> None:
     store.create_session(AgentSession("hash-3", bob.id, "csrf-3", at(2), at(2)))
     assert store.get_session("hash-1") == first
     assert store.get_session("hash-x") is None
+    assert store.session_agent("hash-1") == (first, ann)
+    assert store.session_agent("hash-x") is None
+    store.update_agent(bob.id, disabled=True)
+    assert store.session_agent("hash-3") == (store.get_session("hash-3"), store.get_agent(bob.id))
     store.touch_session("hash-1", at(30))
     assert store.get_session("hash-1") == AgentSession("hash-1", ann.id, "csrf-1", at(0), at(30))
     store.touch_session("hash-x", at(30))  # gone: nothing happens
