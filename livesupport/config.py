@@ -51,6 +51,11 @@ class Config:
     :param new_conversations_per_ip: Conversations opened per client address in
         ``ip_window``; 0: no limit.
     :param ip_window: The window of the per-address limits, in seconds.
+    :param trusted_proxies: How many proxies in front of the application set
+        ``X-Forwarded-For``/``-Proto``/``-Host``/``-Port`` (nginx, a load balancer):
+        the chat's routes then take the client's address (for the per-address limits
+        and login throttling) and scheme (for ``Secure`` cookies) from them. 0: none,
+        the headers are ignored. Never more than there are: a client could forge them.
     :param widget_title: The widget's header; empty: "Chat with us" in the visitor's language.
     :param widget_greeting: The first line visitors see; empty: a greeting in their language.
     :param widget_color: The widget's accent colour, ``#rgb`` or ``#rrggbb``.
@@ -78,6 +83,7 @@ class Config:
     new_visitors_per_ip: int = 100  # new visitor sessions per client address in ip_window
     new_conversations_per_ip: int = 20  # conversations opened per client address in ip_window
     ip_window: int = 10 * 60  # seconds
+    trusted_proxies: int = 0  # X-Forwarded-* hops to trust; 0: ignore those headers
     login_attempts: int = 5  # failures per account in login_window before 429
     login_attempts_per_ip: int = 20  # failures per client address in login_window
     login_window: int = 15 * 60  # seconds
@@ -112,6 +118,8 @@ class Config:
                 raise ValueError(f"{name} must be 0 (no limit) or more")
         if self.ip_window < 1:
             raise ValueError("ip_window must be at least 1 second")
+        if not 0 <= self.trusted_proxies <= 10:
+            raise ValueError("trusted_proxies must be between 0 and 10")
         self._check_widget()
 
     def _check_widget(self) -> None:

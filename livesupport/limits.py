@@ -16,8 +16,8 @@
   serves the visitor.
 
 A refused request writes nothing and answers ``429 rate_limited`` with
-``Retry-After``. The client address is ``REMOTE_ADDR``: behind a proxy, wrap
-the application in werkzeug's ``ProxyFix`` so that it is the visitor's. IPv6
+``Retry-After``. The client address is ``REMOTE_ADDR``: behind a proxy, the
+``trusted_proxies`` setting makes it the visitor's (from ``X-Forwarded-For``). IPv6
 clients are counted by their /64, which one host can otherwise walk through.
 A request without an address is not counted per address (logged once): one
 budget shared by every client would stop the whole site, not the abuser.

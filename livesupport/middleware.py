@@ -21,6 +21,7 @@ from typing import Any
 
 from werkzeug.exceptions import MethodNotAllowed as WzMethodNotAllowed
 from werkzeug.exceptions import NotFound as WzNotFound
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Request, Response
 
@@ -112,6 +113,12 @@ class LiveSupport:
         self._openapi: dict[str, bytes] = {}
         self._host = app if config.role == "agent" else None
         self._gevent_checked = False
+        hops = config.trusted_proxies
+        self._chat: WSGIApp = (
+            ProxyFix(self._routes, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+            if hops
+            else self._routes
+        )
         self.delivery.start()
 
     # -- WSGI ------------------------------------------------------------------
@@ -119,18 +126,7 @@ class LiveSupport:
         path = environ.get("PATH_INFO", "")
         prefix = self.config.prefix
         if path == prefix or path.startswith(prefix + "/"):
-            if not self._gevent_checked:
-                self._check_gevent(environ)
-            request = APIRequest(environ)
-            sub = path[len(prefix) :] or "/"
-            if sub == "/agent" and self.config.role != "visitor":
-                # The console's assets are relative to /agent/, so it must end in a slash.
-                target = request.script_root + prefix + "/agent/"
-                headers = {"Location": target, **SECURITY_HEADERS}
-                headers["Content-Security-Policy"] = API_CSP
-                return Response(status=308, headers=headers)(environ, start_response)
-            response = self._handle(request, sub)
-            return response(environ, start_response)
+            return self._chat(environ, start_response)
         if self._host is None:
             script_name = environ.get("SCRIPT_NAME", "")
             injecting = self._injecting.get(script_name)
@@ -142,6 +138,23 @@ class LiveSupport:
                     self._injecting[script_name] = injecting
             return injecting(environ, start_response)
         return self._host(environ, start_response)
+
+    def _routes(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """The chat's own routes (``_chat``: behind ``ProxyFix`` when proxies are trusted,
+        so only these requests see the forwarded address; the host's pass untouched)."""
+        if not self._gevent_checked:
+            self._check_gevent(environ)
+        request = APIRequest(environ)
+        prefix = self.config.prefix
+        sub = environ.get("PATH_INFO", "")[len(prefix) :] or "/"
+        if sub == "/agent" and self.config.role != "visitor":
+            # The console's assets are relative to /agent/, so it must end in a slash.
+            target = request.script_root + prefix + "/agent/"
+            headers = {"Location": target, **SECURITY_HEADERS}
+            headers["Content-Security-Policy"] = API_CSP
+            return Response(status=308, headers=headers)(environ, start_response)
+        response = self._handle(request, sub)
+        return response(environ, start_response)
 
     def _handle(self, request: Request, path: str) -> Response:
         try:

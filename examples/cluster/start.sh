@@ -53,7 +53,9 @@ fi
 
 cd "$ROOT"  # the nodes import examples.host_app from here
 node() {  # node ID PORT ROLE
-    PYTHONPATH="$ROOT" nohup "$LIVESUPPORT" serve --host 127.0.0.1 --port "$2" \
+    # Visitor nodes sit behind nginx, which names the client in X-Forwarded-For.
+    proxies=0; [ "$3" = visitor ] && proxies=1
+    LIVESUPPORT_TRUSTED_PROXIES=$proxies PYTHONPATH="$ROOT" nohup "$LIVESUPPORT" serve --host 127.0.0.1 --port "$2" \
         --store "$STORE" --bus "$BUS" --node-id "$1" --role "$3" examples.host_app:app \
         > "$RUN/$1.log" 2>&1 &
     echo $! > "$RUN/$1.pid"

@@ -148,6 +148,34 @@ def test_new_visitor_sessions_per_address(make_app: AppFactory) -> None:
     assert visitor_count(store) == visitors + 1
 
 
+def forwarded(middleware: LiveSupport, client_address: str) -> Client:
+    """A browser behind the site's proxy (at HOME), which names it in X-Forwarded-*."""
+    environ = {"REMOTE_ADDR": HOME, "HTTP_X_FORWARDED_FOR": client_address,
+               "HTTP_X_FORWARDED_PROTO": "https"}  # fmt: skip
+    return Client(middleware, extra_environ=environ)
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_budget(make_app: AppFactory) -> None:
+    middleware = make_app(new_visitors_per_ip=1, ip_window=WINDOW, trusted_proxies=1)
+    first, second = forwarded(middleware, ELSEWHERE), forwarded(middleware, "192.0.2.55")
+    for browser in (first, second):
+        answer = session(browser)
+        assert answer.status_int == 200
+        assert "Secure" in answer.headers["Set-Cookie"]  # the proxy said https
+    assert uses(middleware.store, "new-visitor", ELSEWHERE) == 1
+    assert uses(middleware.store, "new-visitor", HOME) == 0
+    assert_limited(session(forwarded(middleware, ELSEWHERE)), WINDOW)
+
+
+def test_forwarded_headers_are_ignored_without_trusted_proxies(make_app: AppFactory) -> None:
+    """Otherwise any client could name itself anew on every request."""
+    middleware = make_app(new_visitors_per_ip=1, ip_window=WINDOW)
+    assert session(forwarded(middleware, ELSEWHERE)).status_int == 200
+    assert uses(middleware.store, "new-visitor", HOME) == 1
+    refused = session(forwarded(middleware, "192.0.2.55"))
+    assert_limited(refused, WINDOW)
+
+
 def test_ipv6_clients_are_counted_by_their_64(make_app: AppFactory) -> None:
     middleware = make_app(new_visitors_per_ip=2, ip_window=WINDOW)
     new_visitor(middleware, "2001:db8:1:2::1")
