@@ -154,9 +154,19 @@ class VisitorBuffers:
             self._trim(buffer)
             self._buffers[visitor_id] = buffer
             self._buffers.move_to_end(visitor_id)
-            while len(self._buffers) > self.capacity:
-                self._buffers.popitem(last=False)
+            self._evict()
             return buffer
+
+    def _evict(self) -> None:
+        """Beyond ``capacity`` the least recently used go, and so do buffers nobody has
+        used for ``max_age`` (visitors who left), never to be trusted again: the front
+        of the LRU is the least recently used, so the first fresh one ends the sweep."""
+        now = self.clock()
+        while self._buffers:
+            oldest = next(iter(self._buffers.values()))
+            if len(self._buffers) <= self.capacity and now - oldest.built_at <= self.max_age:
+                return
+            self._buffers.popitem(last=False)
 
     def abandon(self, visitor_id: str, build: Build) -> None:
         with self._lock:

@@ -221,3 +221,16 @@ def test_a_conversation_started_on_another_node_drops_the_session_buffer(
     assert second.store.get_conversation(cid).node_id == "web-2"
     answer = visitor.poll(visitor.session["cursor"], timeout=1)  # affinity: web-1
     assert [(e["type"], e["seq"]) for e in answer["events"]] == [("message", 1)]
+
+
+def test_buffers_nobody_used_for_max_age_are_freed_by_the_next_build():
+    """Visitors who left never poll again: their buffers must not wait for 100,000 others
+    to push them out of the LRU (memory grew with every cohort of visitors)."""
+    now = [0.0]
+    buffers = VisitorBuffers(max_age=300, clock=lambda: now[0])
+    for n in range(500):
+        events = [Buffered(n * 3 + i, f"c{n}", i, {"seq": i}) for i in (1, 2, 3)]
+        buffers.finish(f"gone-{n}", buffers.begin(f"gone-{n}"), 0, events, {})
+    now[0] = 301.0
+    buffers.finish("next", buffers.begin("next"), 0, [], {})
+    assert len(buffers) == 1
