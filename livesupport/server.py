@@ -280,8 +280,18 @@ class LiveSupportServer(WSGIServer):
         flight finish for up to ``timeout`` seconds, then kill what remains."""
         self.stopping = True
         self.close()
-        gevent.killall(list(self.idle), block=False)
+        self.loop.run_callback(self._close_idle)
         self.stop(timeout=timeout)
+
+    def _close_idle(self) -> None:
+        """End the connections parked in their read of a next request. Run by the hub,
+        when no handler is running: a greenlet in ``idle`` then is still in that read.
+        A kill scheduled from elsewhere (``killall(block=False)``) could land after
+        the greenlet had read a request and gone on to handle it, and pywsgi would
+        answer that request 500."""
+        for greenlet in list(self.idle):
+            if greenlet in self.idle and not greenlet.dead:
+                greenlet.throw(gevent.GreenletExit)
 
 
 def raise_open_file_limit() -> int | None:
