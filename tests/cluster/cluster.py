@@ -76,17 +76,28 @@ class Cluster:
     :param workdir: Where logs, the nginx prefix and the host module go.
     :param store: The store URL every node shares.
     :param bus: The bus URL every node shares.
+    :param visitor_nodes: The ids of the visitor nodes behind nginx.
+    :param env: More environment variables for every node (``LIVESUPPORT_<SETTING>``).
     """
 
-    def __init__(self, workdir: Path, store: str, bus: str) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        store: str,
+        bus: str,
+        *,
+        visitor_nodes: tuple[str, ...] = VISITOR_NODES,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir, self.store, self.bus = workdir, store, bus
+        self.visitor_nodes, self.env = visitor_nodes, env
         self.nginx_path = nginx_binary()
         self.nodes: dict[str, LiveServer] = {}
         self.nginx: subprocess.Popen[bytes] | None = None
         try:
             # The first node creates the schema; the others then start together.
-            self.start_node(VISITOR_NODES[0])
-            for node_id in (*VISITOR_NODES[1:], AGENT_NODE):
+            self.start_node(visitor_nodes[0])
+            for node_id in (*visitor_nodes[1:], AGENT_NODE):
                 self.start_node(node_id, wait=False)
             for node in self.nodes.values():
                 node.wait_ready()
@@ -101,7 +112,8 @@ class Cluster:
         previous = self.nodes.get(node_id)
         role = "agent" if node_id == AGENT_NODE else "visitor"
         node = LiveServer(self.workdir, self.store, node_id=node_id, role=role, bus=self.bus,
-                          port=previous.port if previous else None, wait=wait)  # fmt: skip
+                          port=previous.port if previous else None, wait=wait,
+                          env=self.env)  # fmt: skip
         self.nodes[node_id] = node
         return node
 
@@ -111,7 +123,7 @@ class Cluster:
         self.lb_port = free_port()
         self.lb = f"http://127.0.0.1:{self.lb_port}"
         self.api = self.lb + "/livesupport/api/v1"
-        ports = {node_id: self.nodes[node_id].port for node_id in VISITOR_NODES}
+        ports = {node_id: self.nodes[node_id].port for node_id in self.visitor_nodes}
         (run / "nginx.conf").write_text(nginx_conf().render(run, self.lb_port, ports))
         command = [self.nginx_path, "-p", str(run), "-c", str(run / "nginx.conf"),
                    "-e", str(run / "nginx-error.log")]  # fmt: skip
@@ -211,7 +223,13 @@ class Agent(Person):
 
 
 @contextmanager
-def deployment(workdir: Path, bus: str) -> Iterator[Cluster]:
+def deployment(
+    workdir: Path,
+    bus: str,
+    *,
+    visitor_nodes: tuple[str, ...] = VISITOR_NODES,
+    env: dict[str, str] | None = None,
+) -> Iterator[Cluster]:
     """A :class:`Cluster` on a fresh PostgreSQL schema holding the agent ``EMAIL``;
     skips without nginx or PostgreSQL. The schema is dropped afterwards."""
     nginx_binary()
@@ -221,7 +239,7 @@ def deployment(workdir: Path, bus: str) -> Iterator[Cluster]:
         created = open_store(store)
         created.create_agent(EMAIL, "Desk", "agent", hash_password(PASSWORD))
         created.dispose()
-        with Cluster(workdir, store, bus) as cluster:
+        with Cluster(workdir, store, bus, visitor_nodes=visitor_nodes, env=env) as cluster:
             yield cluster
     finally:
         drop_postgres(store)
