@@ -17,7 +17,9 @@ hour by default. It starts one ``livesupport serve`` (SQLite store unless
    visitor and the agent take turns to send, ``--rate`` messages per second in
    total over all conversations at fixed times (open loop, the benchmark's
    :func:`~benchmarks.loadgen.open_loop`), for ``--minutes``, sampling the
-   server every ``--interval`` seconds;
+   server every ``--interval`` seconds. With ``--cohort-minutes``, visitors
+   come and go as on a real site: every so many minutes they all leave and as
+   many new ones arrive (what per-visitor state a node forgets shows then);
 4. **settle**: the load stops (every connection closed); the server gets
    ``--settle`` seconds to come back within the tolerances of the baseline.
 
@@ -71,6 +73,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=360.0,
         help="seconds of warm-up load before the baseline (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--cohort-minutes",
+        type=float,
+        default=0.0,
+        help="replace every visitor by a new one this often; 0: the same visitors throughout "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--interval",
@@ -340,10 +349,14 @@ def main(argv: list[str] | None = None) -> int:
         allowed = limits(baseline, args)
         log(f"baseline: {Sampler.line(baseline)}")
 
-        log(f"load: {args.minutes:g} min")
+        cohorts = max(1, round(args.minutes / args.cohort_minutes)) if args.cohort_minutes else 1
+        log(f"load: {args.minutes:g} min, {cohorts} cohort(s) of {args.visitors} visitors")
         sampler.phase = "load"
         sampling = gevent.spawn(sampler.every, args.interval, log)
-        main_load = load(process.port, args, args.minutes * 60, tally, "load")
+        loads = [
+            load(process.port, args, args.minutes * 60 / cohorts, tally, f"load{n}")
+            for n in range(cohorts)
+        ]
         sampling.kill()
         loaded = [s for s in sampler.samples if s["phase"] == "load"]
         after = settle(sampler, args.settle, lambda s: within(s, allowed), log)
@@ -397,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         report.table(
-            [{"phase": "warm-up", **warmup}, {"phase": "load", **main_load}],
+            [{"phase": "warm-up", **warmup}]
+            + [{"phase": f"load {n + 1}", **summary} for n, summary in enumerate(loads)],
             [
                 ("phase", "phase"),
                 ("setup_s", "setup s"),
@@ -430,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         "connection_errors": tally.connection_errors,
         "first_5xx": tally.first_5xx,
         "warmup": warmup,
-        "load": main_load,
+        "load": loads,
         "samples": sampler.samples,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
