@@ -9,11 +9,9 @@ pinned to the server core.
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -93,15 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     monkey.patch_all()
     from . import report, scenarios, servers
 
-    # Interrupted (Ctrl-C, SIGTERM, an error): stop the servers this run started.
-    atexit.register(servers.stop_all)
-
-    def interrupted(signum: int, _frame: Any) -> None:
-        servers.signal_all()
-        os._exit(128 + signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, interrupted)
+    servers.stop_on_exit()
     limit = raise_fd_limit()
     server_cores, client_cores = servers.cores()
     os.sched_setaffinity(0, client_cores)

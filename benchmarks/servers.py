@@ -44,6 +44,21 @@ def signal_all(signum: int = signal.SIGTERM) -> None:
             pass
 
 
+def stop_on_exit() -> None:
+    """Stop the servers this process started when it ends or is interrupted
+    (Ctrl-C, SIGTERM, an error), so none outlives the run."""
+    import atexit
+
+    atexit.register(stop_all)
+
+    def interrupted(signum: int, _frame: Any) -> None:
+        signal_all()
+        os._exit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, interrupted)
+
+
 def cores() -> tuple[list[int], list[int]]:
     """``(server cores, client cores)``: separate ones where the machine has two or more."""
     available = sorted(os.sched_getaffinity(0))

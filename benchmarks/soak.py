@@ -37,9 +37,7 @@ those, so the server's sockets stand for them here.
 from __future__ import annotations
 
 import argparse
-import atexit
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -310,14 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import report, servers
     from .run import machine, raise_fd_limit
 
-    atexit.register(servers.stop_all)
-
-    def interrupted(signum: int, _frame: Any) -> None:
-        servers.signal_all()
-        os._exit(128 + signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, interrupted)
+    servers.stop_on_exit()
 
     def log(line: str) -> None:
         print(line, flush=True)

@@ -37,7 +37,10 @@ from tests.cluster.cluster import (
     deployment,
     wait_for,
 )
-from tests.cluster.test_redis_restart import PrivateRedis
+from tests.cluster.test_redis_restart import (  # the fixture, used by name
+    PrivateRedis,
+    redis_and_cluster,  # noqa: F401
+)
 from tests.services import POSTGRES, unique_name
 
 from .stored import assert_nothing_lost, check_store
@@ -90,19 +93,9 @@ def healthz(cluster: Cluster, node_id: str) -> int:
     return requests.get(cluster.nodes[node_id].url + "/livesupport/healthz", timeout=10).status_code
 
 
-@pytest.fixture
-def redis_cluster(tmp_path: Path) -> Iterator[tuple[PrivateRedis, Cluster]]:
-    server = PrivateRedis(tmp_path)
-    try:
-        with deployment(tmp_path, server.url) as cluster:
-            yield server, cluster
-    finally:
-        server.stop()
-
-
 @pytest.mark.redis
-def test_redis_restarted_during_1000_messages(redis_cluster: tuple[PrivateRedis, Cluster]):
-    server, cluster = redis_cluster
+def test_redis_restarted_during_1000_messages(redis_and_cluster: tuple[PrivateRedis, Cluster]):  # noqa: F811
+    server, cluster = redis_and_cluster
     figures: dict[str, float] = {}
 
     def restart() -> Iterator[int]:

@@ -3,7 +3,8 @@
 ``store`` runs a test once per backend: ``memory``, ``sqlite`` (a real file
 in ``tmp_path``) and ``postgresql`` (a real server, a fresh schema dropped
 afterwards; marked ``postgres``). ``sql_url`` gives the SQL backends' URLs
-for tests that open several stores on one database.
+for tests that open several stores on one database; ``sql_store`` one
+``SQLStore`` on each.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from livesupport.store import open_store
 from livesupport.store.base import Store
 from livesupport.store.memory import MemoryStore
+from livesupport.store.sql import SQLStore
 from tests.services import postgres_schema, require_postgres
 
 SQL_BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -38,6 +40,15 @@ def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL naming an empty SQL database (no schema yet)."""
     with sql_database(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def sql_store(sql_url: str) -> Iterator[SQLStore]:
+    """An ``SQLStore`` (schema created) on each SQL backend in turn."""
+    store = open_store(sql_url)
+    assert isinstance(store, SQLStore)
+    yield store
+    store.dispose()
 
 
 @pytest.fixture(params=["memory", *SQL_BACKENDS])

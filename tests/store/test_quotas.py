@@ -11,7 +11,6 @@ the other sends of the batch nor makes them run twice.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -159,14 +158,6 @@ def test_only_sends_that_open_a_conversation_use_the_quota(store: Store) -> None
 
 
 # -- shared between nodes (SQL) -----------------------------------------------------------
-@pytest.fixture
-def sql_store(sql_url: str) -> Iterator[SQLStore]:
-    store = open_store(sql_url)
-    assert isinstance(store, SQLStore)
-    yield store
-    store.dispose()
-
-
 def test_nodes_sharing_a_database_share_a_quota(sql_store: SQLStore) -> None:
     quota = Quota("new-visitor:203.0.113.50", 5, 600)
 

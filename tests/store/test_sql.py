@@ -4,7 +4,6 @@ settings, and how it fails when the database is away."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,14 +21,6 @@ from livesupport.store.sql_schema import metadata
 from tests.services import POSTGRES, postgres_schema, require_postgres
 
 AT = datetime(2026, 11, 27, 22, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def sql_store(sql_url: str) -> Iterator[SQLStore]:
-    store = open_store(sql_url)
-    assert isinstance(store, SQLStore)
-    yield store
-    store.dispose()
 
 
 def test_migrations_build_exactly_the_schema_the_queries_use(sql_store: SQLStore) -> None:

@@ -7,26 +7,15 @@ caller still gets its own result or its own error, and only after the commit.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import Connection, text
 
 from livesupport.clock import new_id
-from livesupport.store import open_store
 from livesupport.store.base import StoreConflict, Visitor
 from livesupport.store.sql import SQLStore
 
 AT = datetime(2026, 11, 27, 22, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def sql_store(sql_url: str) -> Iterator[SQLStore]:
-    store = open_store(sql_url)
-    assert isinstance(store, SQLStore)
-    yield store
-    store.dispose()
 
 
 def test_a_batch_answers_each_job_with_its_own_result_or_error(sql_store: SQLStore) -> None:
