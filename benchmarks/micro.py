@@ -133,6 +133,8 @@ def main() -> None:
     if profiler:
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
+    log = app.agent_log
+    print(f"agent log: {log.answered} pages answered, {log.refused} refused")
     for name, total in timings.items():
         print(f"{name:>14}: {total / args.n * 1e6:8.1f} µs")
     app.close()

@@ -23,7 +23,16 @@ from .errors import BadRequest, Conflict, Invalid, NotFound
 from .http import json_response, no_content, query_int
 from .schemas import ID_PATTERN
 from .serialize import conversation_json, ephemeral_json, event_json, message_json
-from .store.base import Agent, Change, Conversation, NotHeld, StoreConflict, StoredEvent, Visitor
+from .store.base import (
+    Agent,
+    Change,
+    Conversation,
+    FeedPage,
+    NotHeld,
+    StoreConflict,
+    StoredEvent,
+    Visitor,
+)
 
 STATUSES = ("waiting", "active", "closed")
 ID = re.compile(ID_PATTERN)
@@ -64,7 +73,7 @@ class AgentAPI:
         if change.events:
             rendered = self.ctx.buffered(change.conversation, change.events)
             self.ctx.delivery.to_visitor(change.conversation, events=rendered)
-            self.ctx.delivery.to_agents(change.conversation, everyone=True)
+            self.ctx.delivery.to_agents(change.conversation, stored=change.events, everyone=True)
             if also:
                 self.ctx.delivery.to_agents(change.conversation, also=also)
             self.ctx.announce_queue()
@@ -179,7 +188,9 @@ class AgentAPI:
             claimed = any(e.type == "agent_joined" for e in result.events)
             rendered = self.ctx.buffered(result.conversation, result.events)
             self.ctx.delivery.to_visitor(result.conversation, events=rendered)
-            self.ctx.delivery.to_agents(result.conversation, everyone=claimed, also=who.agent.id)
+            self.ctx.delivery.to_agents(
+                result.conversation, stored=result.events, everyone=claimed, also=who.agent.id
+            )
         return json_response(
             {"message": message_json(result.message)}, status=201 if result.created else 200
         )
@@ -228,20 +239,29 @@ class AgentAPI:
 
     # -- polling -------------------------------------------------------------
     def agent_poll(self, request: Request, body: dict[str, Any], who: AgentContext) -> Response:
-        ctx, agent_id = self.ctx, who.agent.id
+        ctx, agent_id, log = self.ctx, who.agent.id, self.ctx.delivery.agent_log
         after = ctx.read_cursor(request, "a", agent_id)
         if after is None:
             after = ctx.store.feed_position()
         timeout = ctx.poll_timeout(request)
-        start = after
-        page, ephemeral = ctx.long_poll(
-            [AGENTS, agent_key(agent_id)],
-            lambda: ctx.store.agent_poll_feed(agent_id, start, ctx.config.page_size),
-            timeout,
-        )
-        events = self._feed_events(
-            page.events, page.conversations, agent_id, getattr(page, "visitors", {})
-        )
+        start, epoch = after, log.epoch
+
+        def read() -> FeedPage:
+            # From this node's copy of the feed where it is complete, else the store,
+            # whose answer makes the copy complete from there on.
+            nonlocal epoch
+            epoch = log.epoch
+            page = log.page(agent_id, start, ctx.config.page_size)
+            if page is None:
+                page = ctx.store.agent_poll_feed(agent_id, start, ctx.config.page_size)
+                log.rebase(page.upto, epoch)
+            return page
+
+        page, ephemeral = ctx.long_poll([AGENTS, agent_key(agent_id)], read, timeout)
+        visitors = getattr(page, "visitors", None)
+        if visitors is None:
+            visitors = log.visitors(page.conversations)
+        events = self._feed_events(page.events, page.conversations, agent_id, visitors, epoch)
         # Typing of conversations this agent neither holds nor could take is not its business.
         relevant = [e for e in ephemeral if self._concerns(e, agent_id)]
         return json_response(
@@ -253,7 +273,10 @@ class AgentAPI:
         )
 
     def _concerns(self, event: dict[str, Any], agent_id: str) -> bool:
-        conversation = self.ctx.store.get_conversation(event["conversation_id"])
+        cid = event["conversation_id"]
+        conversation = self.ctx.delivery.agent_log.conversation(cid) or (
+            self.ctx.store.get_conversation(cid)
+        )
         return conversation is not None and (
             conversation.status == "waiting" or conversation.agent_id == agent_id
         )
@@ -264,6 +287,7 @@ class AgentAPI:
         changed: Iterable[Conversation],
         agent_id: str,
         visitors: Mapping[str, Visitor],
+        epoch: int,
     ) -> list[dict[str, Any]]:
         """The agent's events in feed order: its durable events, and a
         ``conversation_waiting``/``conversation_updated`` for each changed conversation
@@ -290,8 +314,12 @@ class AgentAPI:
             # and telling each agent about every conversation once floods them all.
         closed_ids = {e.conversation_id for e in stored if e.type == "conversation_closed"}
         known = {c.id: c for c in announced}
-        extra = [self.ctx.store.get_conversation(cid) for cid in closed_ids - known.keys()]
-        as_json = self._render([*announced, *(c for c in extra if c is not None)], visitors)
+        log, store = self.ctx.delivery.agent_log, self.ctx.store
+        extra = [
+            log.conversation(cid) or store.get_conversation(cid)
+            for cid in closed_ids - known.keys()
+        ]
+        as_json = self._render([*announced, *(c for c in extra if c is not None)], visitors, epoch)
         items: list[tuple[int, int, dict[str, Any]]] = [
             (e.pos, 0, event_json(e, as_json.get(e.conversation_id))) for e in stored
         ]
@@ -301,10 +329,11 @@ class AgentAPI:
         return [item for _, _, item in sorted(items, key=lambda t: (t[0], t[1]))]
 
     def _render(
-        self, conversations: Iterable[Conversation], visitors: Mapping[str, Visitor]
+        self, conversations: Iterable[Conversation], visitors: Mapping[str, Visitor], epoch: int
     ) -> dict[str, dict[str, Any]]:
         """Conversation JSONs by id, from the shared cache where it has them;
-        ``visitors`` are those the store already read (the others are looked up)."""
+        ``visitors`` are those at hand (the others are looked up, and kept by the
+        agent log if it is still at ``epoch``)."""
         cache, found, missing = self._rendered, {}, []
         for c in conversations:
             hit = cache.get((c.id, c.pos, c.node_id))
@@ -314,7 +343,10 @@ class AgentAPI:
                 found[c.id] = hit
         if missing:
             known: dict[str, Visitor | None] = dict(visitors)
-            known.update(self._visitors(c for c in missing if c.visitor_id not in known))
+            looked_up = [c for c in missing if c.visitor_id not in known]
+            if looked_up:
+                known.update(self._visitors(looked_up))
+                self.ctx.delivery.agent_log.remember(looked_up, known, epoch)
             for c in missing:
                 found[c.id] = cache[(c.id, c.pos, c.node_id)] = conversation_json(
                     c, known[c.visitor_id]

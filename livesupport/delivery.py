@@ -8,7 +8,9 @@ of channel:
   conversation and carry the durable events rendered, so that node's buffers
   answer its visitors' polls without reading the store (one publish per
   message, whatever the number of nodes);
-- ``agents``: every agent-facing node hears it; agents' polls read the store;
+- ``agents``: every agent-facing node hears it; notices of durable changes
+  carry what the write stored, kept in each node's :class:`AgentLog`, so
+  agents' polls read the store only where that log has a hole;
 - ``visitors``: every visitor-facing node hears it; only for takeovers (a
   node re-pointing a conversation to itself), rare next to messages. It is
   heard by all rather than by the previous owner alone because two nodes may
@@ -34,12 +36,14 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Sequence
 from typing import Any
 
+from .agent_log import AgentLog, to_record
 from .buffers import Buffered, VisitorBuffers
 from .bus import Bus, BusUnavailable, Notice
 from .hub import PollHub
-from .store.base import Conversation
+from .store.base import Conversation, StoredEvent
 
 log = logging.getLogger(__name__)
 AGENTS = "agents"
@@ -62,16 +66,25 @@ class Delivery:
     :param bus: The (not yet started) bus; :meth:`start` subscribes and starts it.
     :param hub: This node's parked polls.
     :param buffers: This node's visitor buffers.
+    :param agent_log: This node's copy of the recent feed, for agents' polls.
     :param node_id: This node's id: its channel is ``node.<node_id>``.
     :param role: ``all``, ``visitor`` or ``agent``: which channels it hears.
     """
 
     def __init__(
-        self, bus: Bus, hub: PollHub, buffers: VisitorBuffers, *, node_id: str, role: str
+        self,
+        bus: Bus,
+        hub: PollHub,
+        buffers: VisitorBuffers,
+        agent_log: AgentLog,
+        *,
+        node_id: str,
+        role: str,
     ) -> None:
         self.bus = bus
         self.hub = hub
         self.buffers = buffers
+        self.agent_log = agent_log
         self.node_id = node_id
         self.role = role
         self._unsent_lock = threading.Lock()
@@ -88,6 +101,7 @@ class Delivery:
         self.bus.on_resync = self._resync
         if not self.bus.available:  # a server's bus starts disconnected
             self.buffers.suspend()
+            self.agent_log.suspend()
         self.bus.start()
 
     @staticmethod
@@ -104,12 +118,14 @@ class Delivery:
 
     # -- the bus's state ---------------------------------------------------------
     def _outage(self) -> None:
-        log.warning("bus down: visitor polls read the store until it is back")
+        log.warning("bus down: polls read the store until it is back")
         self.buffers.suspend()
+        self.agent_log.suspend()
         self.hub.wake_all()  # so parked polls start re-reading every OUTAGE_RECHECK s
 
     def _resync(self) -> None:
         self.buffers.resume()
+        self.agent_log.resume()
         self.hub.wake_all()  # they read the store: what was published meanwhile is lost
         with self._unsent_lock:
             unsent, self._unsent = self._unsent, []
@@ -126,8 +142,11 @@ class Delivery:
         visitor_id = notice.get("visitor")
         if notice.get("resync"):
             # Its sender lost notices for this channel: trust nothing received so far.
-            if channel != AGENTS and self.bus.available:
-                self.buffers.resume()
+            if self.bus.available:
+                if channel == AGENTS:
+                    self.agent_log.resume()
+                else:
+                    self.buffers.resume()
             self.hub.wake_all()
             return
         if channel == VISITORS:
@@ -140,6 +159,9 @@ class Delivery:
             return
         if visitor_id and notice.get("events"):
             self.buffers.add(visitor_id, [Buffered(**e) for e in notice["events"]])
+        record = notice.get("log")
+        if record is not None:
+            self.agent_log.add_record(record)
         event = notice.get("event")
         for key in notice.get("keys", ()):
             self.hub.notify(key, event)
@@ -194,11 +216,15 @@ class Delivery:
         conversation: Conversation,
         event: dict[str, Any] | None = None,
         *,
+        stored: Sequence[StoredEvent] | None = None,
         everyone: bool = False,
         also: str | None = None,
     ) -> None:
         """Wake the agents concerned: the holder, or every agent while it waits or
-        when ``everyone`` (a change every console lists). ``also`` names one more agent."""
+        when ``everyone`` (a change every console lists). ``also`` names one more agent.
+        ``stored``: the events a committed write stored, with ``conversation`` as it
+        left it, for every agent node's log (every write that takes positions passes
+        them, or agents' polls read the store past the hole)."""
         if everyone or conversation.agent_id is None or conversation.status == "waiting":
             keys = [AGENTS]
         else:
@@ -208,4 +234,8 @@ class Delivery:
         notice: Notice = {"keys": keys}
         if event is not None:
             notice["event"] = event
+        if stored is not None:
+            if self.role != "visitor":  # as it is, before the bus hands it back encoded
+                self.agent_log.add(conversation, stored)
+            notice["log"] = to_record(conversation, stored)
         self._publish(AGENTS, notice)

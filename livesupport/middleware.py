@@ -27,6 +27,7 @@ from werkzeug.wrappers import Request, Response
 
 from . import assets
 from .agent import AgentAPI
+from .agent_log import AgentLog
 from .auth import Auth, cross_site
 from .buffers import VisitorBuffers
 from .bus import BusUnavailable, open_bus
@@ -89,8 +90,14 @@ class LiveSupport:
         self.bus = open_bus(config.bus)
         self.hub = PollHub(max_per_key=config.max_polls_per_visitor)
         self.buffers = VisitorBuffers()
+        self.agent_log = AgentLog()
         self.delivery = Delivery(
-            self.bus, self.hub, self.buffers, node_id=config.node_id, role=config.role
+            self.bus,
+            self.hub,
+            self.buffers,
+            self.agent_log,
+            node_id=config.node_id,
+            role=config.role,
         )
         signer = Signer(config.secret_key)
         self.ctx = Context(

@@ -170,7 +170,9 @@ class VisitorAPI:
             conversation = self._own(conversation)
             # To this node's buffer and the visitor's other tabs.
             ctx.delivery.to_visitor(conversation, events=ctx.buffered(conversation, result.events))
-            ctx.delivery.to_agents(conversation, everyone=result.conversation_created)
+            ctx.delivery.to_agents(
+                conversation, stored=result.events, everyone=result.conversation_created
+            )
             if result.conversation_created:
                 # Other nodes may hold an empty buffer of this visitor's from a session
                 # there: this conversation's events are published here, not there.
@@ -293,7 +295,7 @@ class VisitorAPI:
         if change.events:
             rendered = self.ctx.buffered(change.conversation, change.events, visitor)
             self.ctx.delivery.to_visitor(change.conversation, events=rendered)
-            self.ctx.delivery.to_agents(change.conversation, everyone=True)
+            self.ctx.delivery.to_agents(change.conversation, stored=change.events, everyone=True)
         return json_response({"conversation": conversation_json(change.conversation, visitor)})
 
     def visitor_rating(self, request: Request, body: dict[str, Any], visitor: Visitor) -> Response:
