@@ -10,6 +10,7 @@ gevent server ``threading`` is patched and a parked poll is a greenlet.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -17,14 +18,32 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+_gevent_event: Any = None  # gevent's Event class, once gevent has patched threading
+
+
+def _event() -> Any:
+    """An event for one parked poll: gevent's own where gevent patched ``threading``
+    (the patched ``threading.Event`` is pure Python around a patched lock and
+    condition, a tenth of a poll's cost), a thread's otherwise."""
+    global _gevent_event
+    if _gevent_event is None and "gevent" in sys.modules:
+        from gevent import monkey
+
+        if monkey.is_module_patched("threading"):  # never undone
+            from gevent.event import Event
+
+            _gevent_event = Event
+    return _gevent_event() if _gevent_event is not None else threading.Event()
+
+
 class Waiter:
     """One parked poll."""
 
     __slots__ = ("keys", "event", "ephemeral", "released")
 
-    def __init__(self, keys: tuple[str, ...]) -> None:
+    def __init__(self, keys: tuple[str, ...], event: Any) -> None:
         self.keys = keys
-        self.event = threading.Event()
+        self.event = event
         self.ephemeral: list[dict[str, Any]] = []
         # Answered early: the server is stopping, or the visitor opened too many polls.
         self.released = False
@@ -54,7 +73,7 @@ class PollHub:
             return len({id(w) for ws in self._waiters.values() for w in ws})
 
     def register(self, keys: Iterable[str], *, limited: str | None = None) -> Waiter:
-        waiter = Waiter(tuple(keys))
+        waiter = Waiter(tuple(keys), _event())
         evicted: list[Waiter] = []
         with self._lock:
             for key in waiter.keys:
