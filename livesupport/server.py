@@ -12,6 +12,7 @@ process that has already run ``gevent.monkey.patch_all()``.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import signal
@@ -36,6 +37,9 @@ STOP_TIMEOUT = 10.0  # seconds in-flight requests get to finish after SIGTERM
 # Seconds a native thread (SQLite's commits run on one) waits at most for the
 # GIL while the hub runs Python; the default 5 ms would add up to that to a commit.
 SWITCH_INTERVAL = 0.0005
+# Allocations before a young collection (the default is 700), young collections per
+# middle one, middle ones per full one (3.11 also waits for a quarter of the heap).
+GC_THRESHOLDS = (20_000, 20, 50)
 
 
 class AppNotFound(Exception):
@@ -323,6 +327,17 @@ def _announce(url: str) -> None:
     print(f"livesupport: listening on {url} (Ctrl-C to stop)", flush=True)
 
 
+def tune_gc() -> None:
+    """Collect cycles less often than the default, tuned for small programs: every
+    parked poll keeps a greenlet, a socket and their frames alive, and a collection
+    walks them all (a third of the CPU with 2,000 connections open). What the
+    process holds once started (modules, the app) is moved out of the collector's
+    sight for good."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def serve(
     app: Callable[..., Any],
     host: str,
@@ -349,6 +364,7 @@ def serve(
     """
     raise_open_file_limit()
     sys.setswitchinterval(SWITCH_INTERVAL)
+    tune_gc()
     server = LiveSupportServer((host, port), app, log=log)
     server.start()  # binds now, so a busy port fails before the banner
     stopper: list[gevent.Greenlet] = []
