@@ -108,6 +108,7 @@ class AgentAPI:
             except (NotHeld, KeyError):
                 pass  # taken or closed meanwhile
         store.delete_session(who.token_hash)
+        self.ctx.delivery.session_ended(who.token_hash)
         store.update_agent(who.agent.id, status="offline")
         response = no_content()
         response.delete_cookie(

@@ -4,14 +4,21 @@ Agent sessions are random 256-bit tokens; the cookie carries the token signed
 with HMAC, the store keeps only its SHA-256 (a leaked database holds no live
 session). Sessions end after ``agent_session_idle`` without a request or
 ``agent_session_max_age`` after login, and at logout.
+
+A node keeps the sessions it read for ``agent_session_recheck`` seconds, so an
+agent's polls and sends do not each read the store: a logout forgets the
+session on this node at once and on the others through the bus; a session
+ended elsewhere (``agents disable``, a lost notice) stops working here
+within that time.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from time import monotonic
 
 from werkzeug.wrappers import Request
 
@@ -28,6 +35,7 @@ NODE_COOKIE = "ls_node"
 CSRF_HEADER = "X-CSRF-Token"
 # Writes to keep a session (and the agent's presence) fresh, at most this often.
 TOUCH_EVERY = timedelta(seconds=30)
+KEPT_SESSIONS = 10_000  # sessions a node keeps; beyond it they are all read again
 
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -75,6 +83,8 @@ class Auth:
         self.config = config
         self.signer = signer
         self.store = store
+        # token hash -> (monotonic time read, session, agent)
+        self._kept: dict[str, tuple[float, AgentSession, Agent]] = {}
 
     # -- visitors ------------------------------------------------------------
     def visitor_id(self, request: Request) -> str:
@@ -106,7 +116,11 @@ class Auth:
         if fields is None:
             raise Unauthorized("sign in first")
         hashed = token_hash(fields[0])
-        found = self.store.session_agent(hashed)
+        found = self._recent(hashed)
+        if found is None:
+            found = self.store.session_agent(hashed)
+            if found is not None:
+                self._keep(hashed, *found)
         session, agent = found if found is not None else (None, None)
         now = utcnow()
         if session is None or (
@@ -114,6 +128,7 @@ class Auth:
             or now - session.created_at > timedelta(seconds=self.config.agent_session_max_age)
         ):
             if session is not None:
+                self.forget(hashed)
                 self.store.delete_session(hashed)
             raise Unauthorized("the session has ended; sign in again")
         if agent is None or agent.disabled:
@@ -125,7 +140,28 @@ class Auth:
         if now - session.last_seen_at > TOUCH_EVERY:
             self.store.touch_session(hashed, now)
             agent = self.store.update_agent(agent.id, last_seen_at=now) or agent
+            self._keep(hashed, replace(session, last_seen_at=now), agent)
         return AgentContext(agent, session, hashed)
+
+    def _recent(self, hashed: str) -> tuple[AgentSession, Agent | None] | None:
+        kept = self._kept.get(hashed)
+        if kept is None:
+            return None
+        if monotonic() - kept[0] >= self.config.agent_session_recheck:
+            del self._kept[hashed]
+            return None
+        return kept[1], kept[2]
+
+    def _keep(self, hashed: str, session: AgentSession, agent: Agent | None) -> None:
+        if agent is None or self.config.agent_session_recheck <= 0:
+            return
+        if len(self._kept) >= KEPT_SESSIONS:
+            self._kept.clear()
+        self._kept[hashed] = (monotonic(), session, agent)
+
+    def forget(self, hashed: str) -> None:
+        """Read the session from the store next time (it ended, here or on another node)."""
+        self._kept.pop(hashed, None)
 
     def login(self, email: str, password: str, client: str) -> tuple[Agent, str, str]:
         """Check credentials; ``(agent, cookie value, csrf token)``.

@@ -51,6 +51,10 @@ class Config:
     :param new_conversations_per_ip: Conversations opened per client address in
         ``ip_window``; 0: no limit.
     :param ip_window: The window of the per-address limits, in seconds.
+    :param agent_session_recheck: Seconds a node trusts an agent session it read from
+        the store before reading it again: a logout ends it everywhere at once (through
+        the bus), a session ended otherwise (``agents disable``) within this time.
+        0: read it on every request.
     :param trusted_proxies: How many proxies in front of the application set
         ``X-Forwarded-For``/``-Proto``/``-Host``/``-Port`` (nginx, a load balancer):
         the chat's routes then take the client's address (for the per-address limits
@@ -76,6 +80,7 @@ class Config:
     visitor_cookie_max_age: int = 365 * 24 * 60 * 60  # one year, in seconds
     agent_session_idle: int = 60 * 60  # one hour, in seconds
     agent_session_max_age: int = 12 * 60 * 60  # a shift, in seconds
+    agent_session_recheck: int = 5  # seconds a node trusts a session it read; 0: every request
     poll_timeout: int = 25  # seconds, when the client names none
     poll_timeout_max: int = 55  # seconds; below common proxies' 60 s read timeout
     max_polls_per_visitor: int = 4  # one browser's tabs; the oldest is answered first
@@ -118,6 +123,8 @@ class Config:
                 raise ValueError(f"{name} must be 0 (no limit) or more")
         if self.ip_window < 1:
             raise ValueError("ip_window must be at least 1 second")
+        if not 0 <= self.agent_session_recheck <= 60:
+            raise ValueError("agent_session_recheck must be between 0 and 60 seconds")
         if not 0 <= self.trusted_proxies <= 10:
             raise ValueError("trusted_proxies must be between 0 and 10")
         self._check_widget()

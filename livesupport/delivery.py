@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .agent_log import AgentLog, to_record
@@ -87,6 +87,8 @@ class Delivery:
         self.agent_log = agent_log
         self.node_id = node_id
         self.role = role
+        # Set by the middleware: drops a kept agent session (see ``Auth.forget``).
+        self.forget_session: Callable[[str], None] = lambda token_hash: None
         self._unsent_lock = threading.Lock()
         self._unsent: list[tuple[str, Notice]] = []
         self._overflowed: set[str] = set()  # channels some of whose notices were not kept
@@ -139,6 +141,10 @@ class Delivery:
 
     # -- receiving --------------------------------------------------------------------
     def _received(self, channel: str, notice: Notice) -> None:
+        ended = notice.get("session_ended")
+        if ended is not None:
+            self.forget_session(ended)
+            return
         visitor_id = notice.get("visitor")
         if notice.get("resync"):
             # Its sender lost notices for this channel: trust nothing received so far.
@@ -206,6 +212,11 @@ class Delivery:
         if event is not None:
             notice["event"] = event
         self._publish(self.node_channel(conversation.node_id), notice)
+
+    def session_ended(self, token_hash: str) -> None:
+        """Tell every agent node to stop trusting the agent session it may have kept."""
+        self.forget_session(token_hash)
+        self._publish(AGENTS, {"session_ended": token_hash})
 
     def moved(self, visitor_id: str) -> None:
         """Tell the other visitor nodes that this node now serves the visitor."""

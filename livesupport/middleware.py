@@ -109,6 +109,7 @@ class LiveSupport:
             delivery=self.delivery,
             buffers=self.buffers,
         )
+        self.delivery.forget_session = self.ctx.auth.forget
         self.routes = routes_for(config.role)
         self._urls = Router(self.routes)
         self._injecting: dict[str, WSGIApp] = {}  # by SCRIPT_NAME

@@ -44,6 +44,7 @@ from ..conftest import (
     set_cookies,
     stdlib_host_app,
 )
+from ..services import unique_name
 
 AGENT_ROUTES = [r for r in ROUTES if r.auth == "agent"]
 
@@ -159,6 +160,59 @@ def test_logout_revokes_the_session_on_every_route(app: Client) -> None:
     conversation = app.middleware.store.get_conversation(cid)
     assert conversation is not None and conversation.status == "waiting"
     assert [m.body for m in app.middleware.store.messages(cid)] == ["still waiting"]
+
+
+def test_a_logout_ends_the_session_on_every_node_at_once(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    """Nodes keep the sessions they read for ``agent_session_recheck`` seconds; a
+    logout on one node must not leave the session alive on another meanwhile."""
+    url, bus = f"sqlite:///{tmp_path}/nodes.db", f"local://{unique_name('sessions')}"
+    first = make_app(store=url, bus=bus, node_id="web-1", agent_session_recheck=60)
+    second = make_app(store=url, bus=bus, node_id="web-2", agent_session_recheck=60)
+    client = login(first, create_agent(first).email)
+    there = Client(second)
+    there.set_cookie("ls_agent", client.cookies["ls_agent"])
+    assert there.get_api("/agent/session").status_int == 200  # kept by web-2 from now on
+    assert client.get_api("/agent/session").status_int == 200  # and by web-1
+    assert client.post_api("/agent/logout").status_int == 204
+    assert_error(there.get_api("/agent/session"), 401)
+    assert_error(client.get_api("/agent/session"), 401)
+
+
+@pytest.fixture
+def seconds(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The monotonic clock by which a node times the sessions it keeps."""
+    now = [1000.0]
+    monkeypatch.setattr(livesupport.auth, "monotonic", lambda: now[0])
+    return now
+
+
+def test_a_session_ended_in_the_store_stops_working_within_the_recheck(
+    make_app: AppFactory, seconds: list[float]
+) -> None:
+    """As after ``agents disable`` (another process, no notice): kept sessions are read
+    again after ``agent_session_recheck`` seconds."""
+    middleware = make_app(agent_session_recheck=5)
+    stored = create_agent(middleware)
+    client = login(middleware, stored.email)
+    assert client.get_api("/agent/session").status_int == 200
+    middleware.store.delete_agent_sessions(stored.id)
+    seconds[0] += 4.9
+    assert client.get_api("/agent/session").status_int == 200
+    seconds[0] += 0.1
+    assert_error(client.get_api("/agent/session"), 401)
+
+
+def test_with_no_recheck_time_every_request_reads_the_session(
+    make_app: AppFactory, seconds: list[float]
+) -> None:
+    middleware = make_app(agent_session_recheck=0)
+    stored = create_agent(middleware)
+    client = login(middleware, stored.email)
+    assert client.get_api("/agent/session").status_int == 200
+    middleware.store.update_agent(stored.id, disabled=True)
+    assert_error(client.get_api("/agent/session"), 401)
 
 
 # -- time-outs, on a clock the test moves ---------------------------------------------
