@@ -258,7 +258,14 @@ class AgentAPI:
                 log.rebase(page.upto, epoch)
             return page
 
-        page, ephemeral = ctx.long_poll([AGENTS, agent_key(agent_id)], read, timeout)
+        def recheck() -> float | None:
+            # A hole in the log that does not fill must not hold the poll to its timeout.
+            intervals = [i for i in (ctx.delivery.recheck_interval(), log.hole_wait()) if i]
+            return min(intervals, default=None)
+
+        page, ephemeral = ctx.long_poll(
+            [AGENTS, agent_key(agent_id)], read, timeout, recheck=recheck
+        )
         visitors = getattr(page, "visitors", None)
         if visitors is None:
             visitors = log.visitors(page.conversations)

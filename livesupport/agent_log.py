@@ -11,9 +11,12 @@ committed top (:meth:`AgentLog.page` mirrors ``MemoryStore.agent_poll_feed``).
 
 The store stays the truth; this is a cache that knows where it is complete:
 
-- a position not received leaves a hole (a notice lost or still on its way, a
-  write that publishes nothing, such as a visitor's new details): a poll
-  whose cursor has reached it reads the store;
+- a position not received leaves a hole. Most are brief: the writes of one
+  group commit, or of two nodes, publish in any order. A poll whose cursor
+  has reached a hole waits up to :data:`HOLE_GRACE` for it to fill (the
+  polls the missing notice would not wake are woken when it fills); past
+  that (a notice lost, a write that publishes nothing, such as a visitor's
+  new details) it reads the store;
 - a store read learns that every position up to the top it read is
   committed and in its answer, so the log moves its floor up to it
   (:meth:`AgentLog.rebase`), forgetting the hole, and is complete again from
@@ -31,14 +34,18 @@ to the cache. A visitor read before a rebase is not kept after it.
 from __future__ import annotations
 
 import threading
+import time
 from bisect import bisect_right, insort
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .records import conversation_of, conversation_to_json, event_of, event_to_json
 from .store.base import Conversation, FeedPage, StoredEvent, Visitor
 
 MAX_VISITORS = 50_000  # cached visitors; beyond it the cache starts over
+# Seconds a hole may last before polls that reached it read the store: notices of
+# one batch or of several nodes arrive out of order, within milliseconds.
+HOLE_GRACE = 0.05
 
 
 def to_record(conversation: Conversation, events: Sequence[StoredEvent]) -> dict[str, Any]:
@@ -53,8 +60,11 @@ class AgentLog:
         with older cursors read the store).
     """
 
-    def __init__(self, *, capacity: int = 20_000) -> None:
+    def __init__(
+        self, *, capacity: int = 20_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.capacity = capacity
+        self.clock = clock
         self._lock = threading.Lock()
         self._reset()
         self._suspended = False
@@ -69,6 +79,10 @@ class AgentLog:
         self._floor: int | None = None
         self._top: int | None = None
         self._pending: set[int] = set()  # held positions above top (beyond a hole)
+        self._stuck_since = 0.0  # when top last moved, while positions are pending
+        # Hub keys to wake when a pending position is reached (its notice woke polls
+        # that found the hole before it).
+        self._wake: dict[int, Sequence[str]] = {}
         self._event_pos: list[int] = []  # sorted
         self._by_conversation: dict[str, list[StoredEvent]] = {}  # each sorted by pos
         self._marks: list[tuple[int, str]] = []  # events other than messages, sorted
@@ -78,28 +92,36 @@ class AgentLog:
         self._closed_by: dict[str, list[tuple[int, str]]] = {}  # sorted
 
     # -- what writers publish ----------------------------------------------------
-    def add_record(self, record: Mapping[str, Any]) -> None:
+    def add_record(self, record: Mapping[str, Any], keys: Sequence[str] = ()) -> list[str]:
         """A record as the bus carried it (this node's own are usually held already)."""
         events = record["e"]
         positions = [e[3] for e in events] or [record["c"][8]]
         with self._lock:
             if self._known(positions):
-                return  # before decoding it
-        self.add(conversation_of(record["c"]), [event_of(e) for e in events])
+                return []  # before decoding it
+        return self.add(conversation_of(record["c"]), [event_of(e) for e in events], keys)
 
     def _known(self, positions: Iterable[int]) -> bool:
         top = self._top
         return any(p in self._pending or (top is not None and p <= top) for p in positions)
 
-    def add(self, conversation: Conversation, events: Sequence[StoredEvent]) -> None:
-        """A committed write: ``events`` and ``conversation`` as it left it."""
+    def add(
+        self, conversation: Conversation, events: Sequence[StoredEvent], keys: Sequence[str] = ()
+    ) -> list[str]:
+        """A committed write: ``events`` and ``conversation`` as it left it; ``keys``, the
+        hub keys its notice wakes. Returns the keys of earlier notices to wake now: this
+        write filled the hole that kept their polls from reading them."""
         positions = [e.pos for e in events] or [conversation.pos]
         with self._lock:
             if self._suspended:
-                return
+                return []
             if self._known(positions):
-                return  # held already, or below what the log answers for
+                return []  # held already, or below what the log answers for
+            if not self._pending:
+                self._stuck_since = self.clock()
             self._pending.update(positions)
+            if keys:
+                self._wake[positions[-1]] = keys
             for event in events:
                 insort(self._event_pos, event.pos)
                 insort(self._by_conversation.setdefault(event.conversation_id, []), event,
@@ -107,9 +129,11 @@ class AgentLog:
                 if event.type != "message":
                     insort(self._marks, (event.pos, event.conversation_id))
             self._save(conversation)
-            self._advance()
+            woken = self._advance()
             if len(self._event_pos) > self.capacity:
                 self._trim()
+            own = set(keys)
+            return [k for k in dict.fromkeys(woken) if k not in own]
 
     def _save(self, conversation: Conversation) -> None:
         before = self._latest.get(conversation.id)
@@ -134,12 +158,19 @@ class AgentLog:
             if held is not None:
                 held.pop(conversation.id, None)
 
-    def _advance(self) -> None:
+    def _advance(self) -> list[str]:
+        """Move ``top`` over the positions now contiguous; the keys to wake for them."""
         if self._top is None:
-            return
+            return []
+        woken: list[str] = []
+        start = self._top
         while self._top + 1 in self._pending:
             self._top += 1
             self._pending.discard(self._top)
+            woken.extend(self._wake.pop(self._top, ()))
+        if self._top != start:
+            self._stuck_since = self.clock()
+        return woken
 
     # -- what the store says ----------------------------------------------------------
     def rebase(self, committed: int, epoch: int) -> None:
@@ -153,7 +184,8 @@ class AgentLog:
             self._floor = self._top = committed
             self._pending = {p for p in self._pending if p > committed}
             self._forget_upto(committed)
-            self._advance()
+            self._advance()  # whoever waited on the hole read the store meanwhile
+            self._stuck_since = self.clock()
             self.epoch += 1
             self._visitors.clear()
 
@@ -171,6 +203,7 @@ class AgentLog:
         self._forget_upto(cut)
 
     def _forget_upto(self, pos: int) -> None:
+        self._wake = {p: k for p, k in self._wake.items() if p > pos}
         self._event_pos = self._event_pos[bisect_right(self._event_pos, pos) :]
         for cid, events in list(self._by_conversation.items()):
             kept = events[bisect_right(events, pos, key=_pos) :]
@@ -215,10 +248,10 @@ class AgentLog:
                 self.refused += 1
                 return None
             if after == top:
-                if self._pending:  # the next position is missing: a hole, or on its way
-                    self.refused += 1
+                if self._pending and self.clock() - self._stuck_since >= HOLE_GRACE:
+                    self.refused += 1  # the next position is missing for too long
                     return None
-                self.answered += 1
+                self.answered += 1  # nothing new yet, or a hole that should fill soon
                 return FeedPage((), after, False)
             start = bisect_right(self._event_pos, after)
             end = bisect_right(self._event_pos, top)
@@ -241,6 +274,14 @@ class AgentLog:
             )
             self.answered += 1
             return FeedPage(events, upto, more, conversations)
+
+    def hole_wait(self) -> float | None:
+        """Seconds until a hole at ``top`` has lasted :data:`HOLE_GRACE` (a poll parked
+        on it reads again then); ``None`` without one."""
+        with self._lock:
+            if not self._pending:
+                return None
+            return max(0.0, HOLE_GRACE - (self.clock() - self._stuck_since)) + 0.001
 
     def _since(self, conversation_id: str, after: int) -> list[StoredEvent]:
         events = self._by_conversation.get(conversation_id, [])

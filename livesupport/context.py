@@ -81,13 +81,21 @@ class Context:
         return min(max(timeout, 1.0), float(self.config.poll_timeout_max))
 
     def long_poll(
-        self, keys: list[str], read: Callable[[], P], timeout: float, *, limited: str | None = None
+        self,
+        keys: list[str],
+        read: Callable[[], P],
+        timeout: float,
+        *,
+        limited: str | None = None,
+        recheck: Callable[[], float | None] | None = None,
     ) -> tuple[P, list[dict[str, Any]]]:
         """Park until ``read`` finds events (or an ephemeral event arrives, or the
-        timeout passes); the last page read and the ephemeral events received."""
+        timeout passes); the last page read and the ephemeral events received.
+        ``recheck``: the longest wait before reading again unwoken (``None``: as long
+        as the bus works)."""
         waiter = self.hub.register(keys, limited=limited)
         try:
-            recheck = self.delivery.recheck_interval
+            recheck = recheck or self.delivery.recheck_interval
             page = self.hub.wait(waiter, read, _has_news, timeout, self.clock, recheck)
             return page, list(waiter.ephemeral)
         finally:

@@ -165,11 +165,13 @@ class Delivery:
             return
         if visitor_id and notice.get("events"):
             self.buffers.add(visitor_id, [Buffered(**e) for e in notice["events"]])
+        keys = notice.get("keys", ())
         record = notice.get("log")
         if record is not None:
-            self.agent_log.add_record(record)
+            for key in self.agent_log.add_record(record, keys):
+                self.hub.notify(key)
         event = notice.get("event")
-        for key in notice.get("keys", ()):
+        for key in keys:
             self.hub.notify(key, event)
 
     # -- publishing ---------------------------------------------------------------
@@ -247,6 +249,7 @@ class Delivery:
             notice["event"] = event
         if stored is not None:
             if self.role != "visitor":  # as it is, before the bus hands it back encoded
-                self.agent_log.add(conversation, stored)
+                for key in self.agent_log.add(conversation, stored, keys):
+                    self.hub.notify(key)
             notice["log"] = to_record(conversation, stored)
         self._publish(AGENTS, notice)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from livesupport.agent_log import AgentLog, to_record
+from livesupport.agent_log import HOLE_GRACE, AgentLog, to_record
 from livesupport.clock import new_id
 from livesupport.store.base import Author, Change, NotHeld, StoreConflict, Visitor
 from livesupport.store.memory import MemoryStore
@@ -39,6 +39,7 @@ class World:
         self.records: list[dict[str, Any]] = []
         self.holes: list[int] = []
         self.start = self.store.feed_position()
+        self.now = 0.0
 
     def publish(self, change: Change) -> None:
         if change.events:
@@ -90,8 +91,8 @@ class World:
                 self.holes.append(store.feed_position())
 
     def heard(self, *, shuffled: bool = False) -> AgentLog:
-        """A log complete from the start that heard every record."""
-        log = AgentLog()
+        """A log complete from the start that heard every record (its clock: ``now``)."""
+        log = AgentLog(clock=lambda: self.now)
         log.rebase(self.start, log.epoch)
         records = list(self.records)
         if shuffled:  # notices of several nodes arrive in any order
@@ -142,7 +143,11 @@ def test_a_hole_sends_polls_to_the_store_until_a_store_read_vouches_for_it(seed:
     log = world.heard()
     hole = world.holes[0]
     agent = world.agents[0].id
-    assert log.page(agent, hole - 1, 100) is None  # the next position is missing
+    waiting = log.page(agent, hole - 1, 100)  # a notice may be on its way: wait a little
+    assert waiting is not None and (waiting.events, waiting.upto) == ((), hole - 1)
+    assert log.hole_wait() == pytest.approx(HOLE_GRACE + 0.001)
+    world.now += HOLE_GRACE
+    assert log.page(agent, hole - 1, 100) is None  # missing for too long: the store
     assert log.page(agent, hole, 100) is None  # beyond what the log vouches for
     before = log.page(agent, world.start, 100)
     assert before is not None and before.upto == hole - 1  # what lies before it: complete
@@ -159,17 +164,20 @@ def test_a_hole_sends_polls_to_the_store_until_a_store_read_vouches_for_it(seed:
         assert_agrees(log, world.store, a.id, top)
 
 
-def test_a_late_notice_is_a_hole_until_it_arrives() -> None:
+def test_a_late_notice_fills_the_hole_and_wakes_the_polls_the_others_woke() -> None:
     world = World(1)
     world.run(50)
-    log = AgentLog()
+    log = AgentLog(clock=lambda: world.now)
     log.rebase(world.start, log.epoch)
     late, *others = world.records
-    for record in others:
-        log.add_record(record)
+    for n, record in enumerate(others):
+        assert log.add_record(record, [f"agent:{n}", "agents"]) == []
     agent = world.agents[0].id
-    assert log.page(agent, world.start, 100) is None
-    log.add_record(late)
+    page = log.page(agent, world.start, 100)
+    assert page is not None and (page.events, page.upto) == ((), world.start)
+    woken = log.add_record(late, ["agents"])
+    assert woken == [f"agent:{n}" for n in range(len(others))]  # "agents" is woken anyway
+    assert log.hole_wait() is None
     assert_agrees(log, world.store, agent, world.start)
 
 
@@ -192,7 +200,7 @@ def test_a_store_read_from_before_the_bus_came_back_is_not_trusted() -> None:
 def test_the_oldest_events_are_forgotten_beyond_capacity() -> None:
     world = World(3)
     world.run(300)
-    log = AgentLog(capacity=40)
+    log = AgentLog(capacity=40, clock=lambda: world.now)
     log.rebase(world.start, log.epoch)
     for record in world.records:
         log.add_record(record)
