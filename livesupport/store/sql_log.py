@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Row,
     String,
     bindparam,
     delete,
@@ -51,6 +52,7 @@ from .base import (
     StoredEvent,
     Visitor,
 )
+from .sql_prepared import Prepared, Record
 from .sql_schema import (
     BIGINT_MAX,
     INT_MAX,
@@ -63,10 +65,14 @@ from .sql_schema import (
     events,
     feed,
     to_agent,
+    to_conversation,
+    to_event,
     visitors,
 )
-from .sql_schema import to_conversation as conversation_of
-from .sql_schema import to_event as event_of
+
+# The schema's converters read nothing of a row but ``_mapping``, which a Record has too.
+conversation_of = cast("Callable[[Record | Row[Any]], Conversation]", to_conversation)
+event_of = cast("Callable[[Record | Row[Any]], StoredEvent]", to_event)
 
 
 # -- sends ---------------------------------------------------------------------
@@ -96,11 +102,12 @@ def visitor_send(
         # costs no extra round trip for it.
         since = at - MINUTE
         rate = {"visitor": visitor.id, "since": since, "skip": per_minute - 1}
-        row = c.execute(OPEN_LOCKED_RATED, rate).one_or_none()
+        row = OPEN_LOCKED_RATED.one_or_none(c, rate)
         if row is not None:
             conversation, nth = conversation_of(row), row.nth_recent
         else:
-            conversation, nth = None, c.execute(NTH_RECENT, rate).scalar_one_or_none()
+            recent = NTH_RECENT.one_or_none(c, rate)
+            conversation, nth = None, recent[0] if recent is not None else None
         if nth is not None:
             return QuotaExceeded("too many messages", (nth - since).total_seconds())
     opened = conversation is None
@@ -111,7 +118,7 @@ def visitor_send(
                 return refused
         conversation = Conversation(new_id("c"), visitor.id, "waiting", None, at, at, 0, node_id, 0)
         # A concurrent first send of the same visitor fails here, on the partial unique index.
-        c.execute(insert(conversations).values(dataclasses.asdict(conversation)))
+        INSERT_CONVERSATION.run(c, dataclasses.asdict(conversation))
     message = draft(
         "message", conversation, at, client_msg_id=client_msg_id, author=author, body=body
     )
@@ -172,11 +179,11 @@ def use_quota(c: Connection, quota: Quota, at: datetime) -> QuotaExceeded | None
 def repeat(c: Connection, author: Author, client_msg_id: str) -> SendResult | None:
     """What an earlier send with ``client_msg_id`` by ``author`` stored, if there was one."""
     key = {"kind": author.kind, "author": author.id, "cmid": client_msg_id}
-    row = c.execute(REPEAT, key).one_or_none()
+    row = REPEAT.one_or_none(c, key)
     if row is None:
         return None
     message = event_of(row)
-    found = c.execute(CONVERSATION, {"cid": message.conversation_id}).one()
+    found = CONVERSATION.one(c, {"cid": message.conversation_id})
     return SendResult(message, conversation_of(found), False)
 
 
@@ -238,14 +245,9 @@ def visitor_page(c: Connection, visitor_id: str, after: int, limit: int) -> Feed
     """Pages through the visitor's own events only: a visitor back after an hour must
     not walk through everyone else's."""
     top = committed_position(c)  # first: every position up to it is committed
-    mine = select(conversations.c.id).where(conversations.c.visitor_id == visitor_id)
     limit, since = min(limit, INT_MAX), bounded(after, BIGINT_MAX)
-    rows = c.execute(
-        select(events)
-        .where(events.c.conversation_id.in_(mine), events.c.pos > since, events.c.pos <= top)
-        .order_by(events.c.pos)
-        .limit(limit + 1)
-    ).all()
+    window = {"visitor": visitor_id, "since": since, "upto": top, "limit": limit + 1}
+    rows = VISITOR_EVENTS.all(c, window)
     more = len(rows) > limit
     upto = rows[limit - 1].pos if more else top
     return FeedPage([event_of(r) for r in rows[:limit]], max(upto, after), more)
@@ -293,13 +295,13 @@ def agent_poll_page(c: Connection, agent_id: str, after: int, limit: int) -> Age
     limit = min(limit, INT_MAX)
     # The range still ends after ``limit`` events, relevant or not: the limit-th and the
     # next, below the committed top, all read by one statement.
-    top, end, beyond = c.execute(TOP_AND_PAGE_END, {"since": since, "skip": limit - 1}).one()
+    top, end, beyond = TOP_AND_PAGE_END.one(c, {"since": since, "skip": limit - 1})
     more = beyond is not None
     upto = end if more else top
     window = {"since": since, "upto": upto, "agent": agent_id}
-    kept = [event_of(r) for r in c.execute(RELEVANT_EVENTS, window)]
+    kept = [event_of(r) for r in RELEVANT_EVENTS.all(c, window)]
     changed, visitors = [], {}
-    for row in c.execute(ANNOUNCED, window):
+    for row in ANNOUNCED.all(c, window):
         conversation = conversation_of(row)
         changed.append(conversation)
         m = row._mapping
@@ -310,34 +312,39 @@ def agent_poll_page(c: Connection, agent_id: str, after: int, limit: int) -> Age
 
 def committed_position(c: Connection) -> int:
     """The counter as committed: never a position a running transaction holds."""
-    return int(c.execute(FEED_POSITION).scalar_one())
+    return int(FEED_POSITION.one(c)[0])
 
 
-# Statements of every send, built once (SQLAlchemy then only looks their SQL up).
-FEED_POSITION = select(feed.c.pos).where(feed.c.id == 1)
-TAKE = (
+# Statements of every send and poll, compiled once per dialect and run on the driver's
+# cursor (see ``sql_prepared``); the rarer ones below stay plain Core.
+FEED_POSITION = Prepared(select(feed.c.pos).where(feed.c.id == 1))
+TAKE = Prepared(
     update(feed)
     .where(feed.c.id == 1)
     .values(pos=feed.c.pos + bindparam("count", type_=BigInteger))
     .returning(feed.c.pos)
 )
-REPEAT = select(events).where(
-    events.c.author_kind == bindparam("kind"),
-    events.c.author_id == bindparam("author"),
-    events.c.client_msg_id == bindparam("cmid"),
+REPEAT = Prepared(
+    select(events).where(
+        events.c.author_kind == bindparam("kind"),
+        events.c.author_id == bindparam("author"),
+        events.c.client_msg_id == bindparam("cmid"),
+    )
 )
-CONVERSATION = select(conversations).where(conversations.c.id == bindparam("cid"))
-LOCKED = CONVERSATION.with_for_update()
-OPEN = select(conversations).where(
+_conversation = select(conversations).where(conversations.c.id == bindparam("cid"))
+CONVERSATION = Prepared(_conversation)
+LOCKED = Prepared(_conversation.with_for_update())
+_open = select(conversations).where(
     conversations.c.visitor_id == bindparam("visitor"), conversations.c.status != "closed"
 )
-OPEN_LOCKED = OPEN.with_for_update()
+OPEN = Prepared(_open)
+OPEN_LOCKED = Prepared(_open.with_for_update())
 MINUTE = timedelta(seconds=60)  # the window of a visitor's send rate
 _since_at = bindparam("since", type_=UTCDateTime())
 # The visitor's messages of the window, latest first: the ``skip``-th after the
 # first exists only when the rate is reached. Literal kind and type, as in the
 # partial index's predicate, so that the planner uses it.
-NTH_RECENT = (
+_nth_recent = (
     select(events.c.at)
     .where(
         events.c.author_kind == literal_column("'visitor'"),
@@ -349,8 +356,9 @@ NTH_RECENT = (
     .offset(bindparam("skip"))
     .limit(1)
 )
-OPEN_LOCKED_RATED = (
-    select(conversations, NTH_RECENT.scalar_subquery().label("nth_recent"))
+NTH_RECENT = Prepared(_nth_recent)
+OPEN_LOCKED_RATED = Prepared(
+    select(conversations, _nth_recent.scalar_subquery().label("nth_recent"))
     .where(conversations.c.visitor_id == bindparam("visitor"), conversations.c.status != "closed")
     .with_for_update(of=conversations)
 )
@@ -370,13 +378,8 @@ FORGET_SCOPE = delete(attempts).where(
 )
 FORGET_SCOPE_ODDS = 1 / 64  # how often a use also forgets its whole scope's expired uses
 INSERT_USE = insert(attempts)
-INSERT_EVENT = insert(events)
-TOUCH = (
-    update(conversations)
-    .where(conversations.c.id == bindparam("cid"))
-    .values(last_seq=bindparam("s"), pos=bindparam("p"), updated_at=bindparam("u"))
-    .returning(*conversations.c)
-)
+INSERT_EVENT = Prepared(insert(events))  # every column, as event_row() gives them
+INSERT_CONVERSATION = Prepared(insert(conversations))
 _since = bindparam("since", type_=BigInteger)
 _upto = bindparam("upto", type_=BigInteger)
 _agent = bindparam("agent", type_=String)
@@ -394,7 +397,9 @@ def _nth_event(skip: Any) -> Any:
     )
 
 
-TOP_AND_PAGE_END = select(_top, _nth_event(bindparam("skip")), _nth_event(bindparam("skip") + 1))
+TOP_AND_PAGE_END = Prepared(
+    select(_top, _nth_event(bindparam("skip")), _nth_event(bindparam("skip") + 1))
+)
 # Each part starts from an index of the conversations that concern the agent (by
 # status, by holder) or of the changes in the range, so that a poll reads what
 # concerns its agent, not every message of the deployment since its cursor.
@@ -408,7 +413,7 @@ _relevant = union_all(
         conversations.c.agent_id == _agent, _newer, conversations.c.status != "waiting", *_in_range
     ),
 ).subquery()
-RELEVANT_EVENTS = select(_relevant).order_by(_relevant.c.pos)
+RELEVANT_EVENTS = Prepared(select(_relevant).order_by(_relevant.c.pos))
 _changed = (conversations.c.pos > _since, conversations.c.pos <= _upto)
 _with_changes = select(events.c.conversation_id).where(events.c.type != "message", *_in_range)
 _announced = union(
@@ -417,24 +422,51 @@ _announced = union(
     select(conversations.c.id).where(conversations.c.id.in_(_with_changes), *_changed),
 ).subquery()
 VISITOR_COLUMNS = tuple(column.name for column in visitors.c)
-ANNOUNCED = (
+ANNOUNCED = Prepared(
     select(conversations, *(visitors.c[k].label("v_" + k) for k in VISITOR_COLUMNS))
     .join(_announced, _announced.c.id == conversations.c.id)
     .outerjoin(visitors, visitors.c.id == conversations.c.visitor_id)
     .order_by(conversations.c.pos)
 )
+# A visitor's own events in a window of positions, for its feed.
+_mine = select(conversations.c.id).where(conversations.c.visitor_id == bindparam("visitor"))
+VISITOR_EVENTS = Prepared(
+    select(events)
+    .where(events.c.conversation_id.in_(_mine), *_in_range)
+    .order_by(events.c.pos)
+    .limit(bindparam("limit", type_=BigInteger))
+)
+# Appending events: the conversation's new seq and position, and whichever of its
+# columns changed with them; one statement per set of columns, built at its first use.
+_CHANGES: dict[frozenset[str], Prepared] = {}
+
+
+def _change(columns: frozenset[str]) -> Prepared:
+    prepared = _CHANGES.get(columns)
+    if prepared is None:
+        # Named apart from the columns, whose own names SQLAlchemy keeps for SET.
+        values: dict[Any, Any] = {
+            conversations.c[name]: bindparam("new_" + name) for name in columns
+        }
+        prepared = _CHANGES[columns] = Prepared(
+            update(conversations)
+            .where(conversations.c.id == bindparam("cid"))
+            .values(values)
+            .returning(*conversations.c)
+        )
+    return prepared
 
 
 # -- building blocks ---------------------------------------------------------------
 def take(c: Connection, count: int) -> int:
     """Take ``count`` feed positions and return the last. The counter row stays
     locked until commit, so call this as late in the transaction as possible."""
-    return int(c.execute(TAKE, {"count": count}).scalar_one())
+    return int(TAKE.one(c, {"count": count})[0])
 
 
 def locked(c: Connection, conversation_id: str) -> Conversation:
     """The conversation, row-locked until commit; :class:`KeyError` if there is none."""
-    row = c.execute(LOCKED, {"cid": conversation_id}).one_or_none()
+    row = LOCKED.one_or_none(c, {"cid": conversation_id})
     if row is None:
         raise KeyError(conversation_id)
     return conversation_of(row)
@@ -442,7 +474,7 @@ def locked(c: Connection, conversation_id: str) -> Conversation:
 
 def open_conversation(c: Connection, visitor_id: str, *, lock: bool) -> Conversation | None:
     # Locking re-reads a row a concurrent close just committed, and then skips it.
-    row = c.execute(OPEN_LOCKED if lock else OPEN, {"visitor": visitor_id}).one_or_none()
+    row = (OPEN_LOCKED if lock else OPEN).one_or_none(c, {"visitor": visitor_id})
     return conversation_of(row) if row is not None else None
 
 
@@ -462,16 +494,9 @@ def append(
     stored = tuple(
         dataclasses.replace(d, seq=first_seq + i, pos=first_pos + i) for i, d in enumerate(drafts)
     )
-    rows = [event_row(e) for e in stored]
-    c.execute(INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
-    last_seq, pos = stored[-1].seq, stored[-1].pos
-    if set(changes) == {"updated_at"}:  # a plain message: the statement built once
-        values = {"cid": conversation.id, "s": last_seq, "p": pos, "u": changes["updated_at"]}
-        return conversation_of(c.execute(TOUCH, values).one()), stored
-    query = (
-        update(conversations)
-        .where(conversations.c.id == conversation.id)
-        .values(last_seq=last_seq, pos=pos, **changes)
-        .returning(*conversations.c)
-    )
-    return conversation_of(c.execute(query).one()), stored
+    for event in stored:
+        INSERT_EVENT.run(c, event_row(event))
+    changes.update(last_seq=stored[-1].seq, pos=stored[-1].pos)
+    values = {"new_" + name: value for name, value in changes.items()}
+    values["cid"] = conversation.id
+    return conversation_of(_change(frozenset(changes)).one(c, values)), stored

@@ -31,18 +31,21 @@ from .base import (
 )
 from .sql_batch import GroupCommitter
 from .sql_engine import HeldReader, constraint_violated, transaction
+from .sql_prepared import Prepared
 from .sql_schema import agent_sessions, agents, attempts, to_agent, to_session, to_visitor, visitors
 
 T = TypeVar("T")
-# Built once: the lookups every request makes skip SQLAlchemy's statement building.
-AGENT_BY_ID = select(agents).where(agents.c.id == bindparam("id"))
-SESSION_BY_HASH = select(agent_sessions).where(agent_sessions.c.token_hash == bindparam("hash"))
-SESSION_AGENT = (
+# The lookups every request makes, run on the driver's cursor (see ``sql_prepared``).
+AGENT_BY_ID = Prepared(select(agents).where(agents.c.id == bindparam("id")))
+SESSION_BY_HASH = Prepared(
+    select(agent_sessions).where(agent_sessions.c.token_hash == bindparam("hash"))
+)
+SESSION_AGENT = Prepared(
     select(agent_sessions, *(column.label("a_" + column.name) for column in agents.c))
     .outerjoin(agents, agents.c.id == agent_sessions.c.agent_id)
     .where(agent_sessions.c.token_hash == bindparam("hash"))
 )
-VISITOR_BY_ID = select(visitors).where(visitors.c.id == bindparam("id"))
+VISITOR_BY_ID = Prepared(select(visitors).where(visitors.c.id == bindparam("id")))
 # A racing transaction can make ours hit a unique key at most twice (a
 # conversation opened, then the same message stored); retrying then finds it.
 ATTEMPTS = 4
@@ -230,8 +233,12 @@ class SQLPeople(Store):
     def _one(
         self, convert: Callable[[Any], T], query: Any, params: dict[str, Any] | None = None
     ) -> T | None:
+        row: Any
         with self._single() as c:
-            row = c.execute(query, params).one_or_none()
+            if isinstance(query, Prepared):
+                row = query.one_or_none(c, params or {})
+            else:
+                row = c.execute(query, params).one_or_none()
         return convert(row) if row is not None else None
 
     def _all(
