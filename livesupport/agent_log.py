@@ -3,9 +3,10 @@ without reading the store.
 
 Every write that takes feed positions publishes, on the ``agents`` channel
 that every agent-facing node hears, what it stored: its events and the
-conversation as it left it (:meth:`Delivery.to_agents`). Positions are taken
-in commit order and published after the commit, so once a node holds every
-position from ``floor`` up to ``top``, an agent's page of ``(after, top]``
+conversation as it left it (:meth:`Delivery.to_agents`); a node's own writes
+reach its log from the store as they commit (``Store.on_commit``), in order.
+Positions are taken in commit order and published after the commit, so once a
+node holds every position from ``floor`` up to ``top``, an agent's page of ``(after, top]``
 follows from memory, as the store would have answered it when ``top`` was the
 committed top (:meth:`AgentLog.page` mirrors ``MemoryStore.agent_poll_feed``).
 

@@ -215,6 +215,13 @@ class Delivery:
             notice["event"] = event
         self._publish(self.node_channel(conversation.node_id), notice)
 
+    def committed(self, conversation: Conversation, events: Sequence[StoredEvent]) -> None:
+        """The store's ``on_commit``: this node's own writes reach its agent log in
+        position order, as they commit (the notices of one group commit would
+        arrive in any order), details changes included (they publish nothing)."""
+        for key in self.agent_log.add(conversation, events):
+            self.hub.notify(key)
+
     def session_ended(self, token_hash: str) -> None:
         """Tell every agent node to stop trusting the agent session it may have kept."""
         self.forget_session(token_hash)
@@ -247,9 +254,6 @@ class Delivery:
         notice: Notice = {"keys": keys}
         if event is not None:
             notice["event"] = event
-        if stored is not None:
-            if self.role != "visitor":  # as it is, before the bus hands it back encoded
-                for key in self.agent_log.add(conversation, stored, keys):
-                    self.hub.notify(key)
+        if stored is not None:  # this node's log has it already (``committed``)
             notice["log"] = to_record(conversation, stored)
         self._publish(AGENTS, notice)

@@ -110,6 +110,8 @@ class LiveSupport:
             buffers=self.buffers,
         )
         self.delivery.forget_session = self.ctx.auth.forget
+        if config.role != "visitor":  # the nodes that answer agents' polls
+            self.store.on_commit = self.delivery.committed
         self.routes = routes_for(config.role)
         self._urls = Router(self.routes)
         self._injecting: dict[str, WSGIApp] = {}  # by SCRIPT_NAME

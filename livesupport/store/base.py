@@ -26,7 +26,7 @@ and :class:`~livesupport.store.sql.SQLStore` (SQLite, PostgreSQL). Both pass
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -210,6 +210,11 @@ class Store:
     """
 
     url: str = ""
+    # Told of every committed write that takes feed positions, in position order,
+    # before the writer returns: the conversation as the write left it and the events
+    # it stored (none when only the visitor's details changed). The middleware sets it
+    # to keep its agent log in order; it must not call back into the store.
+    on_commit: Callable[[Conversation, Sequence[StoredEvent]], None] | None = None
 
     # -- life cycle ------------------------------------------------------
     def upgrade(self) -> None:

@@ -10,7 +10,7 @@ import bisect
 import dataclasses
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -227,7 +227,7 @@ class MemoryStore(Store):
             visitor = self._visitors[visitor_id] = dataclasses.replace(visitor, **changed)
             conversation = self.open_conversation(visitor_id)
             if conversation is not None:
-                self._save(conversation, pos=self._take(), updated_at=utcnow())
+                self._tell(self._save(conversation, pos=self._take(), updated_at=utcnow()), ())
             return visitor
 
     # -- conversations -----------------------------------------------------
@@ -331,6 +331,7 @@ class MemoryStore(Store):
             )
             self._sent[key] = message
             bisect.insort(sent, at)
+            self._tell(conversation, (message,))
             return SendResult(message, conversation, True, (message,), opened)
 
     def agent_send(
@@ -362,6 +363,7 @@ class MemoryStore(Store):
                 conversation, last_seq=message.seq, pos=message.pos, updated_at=at
             )
             self._sent[key] = message
+            self._tell(conversation, events)
             return SendResult(message, conversation, True, tuple(events))
 
     def _repeat(self, key: tuple[str, str, str]) -> SendResult:
@@ -398,6 +400,7 @@ class MemoryStore(Store):
                 pos=joined.pos,
                 updated_at=at,
             )
+            self._tell(conversation, (joined,))
             return Change(conversation, (joined,))
 
     def transfer(self, conversation_id: str, by: Agent, to: Agent, at: datetime) -> Change:
@@ -421,6 +424,7 @@ class MemoryStore(Store):
                 pos=events[-1].pos,
                 updated_at=at,
             )
+            self._tell(conversation, events)
             return Change(conversation, tuple(events))
 
     def release(self, conversation_id: str, agent: Agent, at: datetime) -> Change:
@@ -437,6 +441,7 @@ class MemoryStore(Store):
                 pos=left.pos,
                 updated_at=at,
             )
+            self._tell(conversation, (left,))
             return Change(conversation, (left,))
 
     def close(self, conversation_id: str, by: Author, at: datetime) -> Change:
@@ -448,6 +453,7 @@ class MemoryStore(Store):
             conversation = self._save(
                 conversation, status="closed", last_seq=closed.seq, pos=closed.pos, updated_at=at
             )
+            self._tell(conversation, (closed,))
             return Change(conversation, (closed,))
 
     # -- reading ---------------------------------------------------------------
@@ -565,6 +571,11 @@ class MemoryStore(Store):
         return self._ratings.get(conversation_id)
 
     # -- internals ---------------------------------------------------------------
+    def _tell(self, conversation: Conversation, events: Sequence[StoredEvent]) -> None:
+        """Report a write to ``on_commit`` (under the lock: in position order)."""
+        if self.on_commit is not None:
+            self.on_commit(conversation, tuple(events))
+
     def _take(self) -> int:
         self._pos += 1
         return self._pos

@@ -16,6 +16,7 @@ The parts: ``sql_engine`` (URLs, connections, errors, migrations),
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -111,9 +112,17 @@ class SQLStore(SQLPeople):
                 echo=echo,
                 engine_options=dict(engine_options),
             )
-            self._committer = GroupCommitter(writer, native_thread=True, lock_feed_first=False)
+            self._committer = GroupCommitter(
+                writer, native_thread=True, lock_feed_first=False, on_commit=self._committed
+            )
         else:
-            self._committer = GroupCommitter(self.engine, native_thread=False, lock_feed_first=True)
+            self._committer = GroupCommitter(
+                self.engine, native_thread=False, lock_feed_first=True, on_commit=self._committed
+            )
+
+    def _committed(self, conversation: Conversation, events: Sequence[StoredEvent]) -> None:
+        if self.on_commit is not None:
+            self.on_commit(conversation, events)
 
     # -- life cycle ------------------------------------------------------
     def upgrade(self) -> None:

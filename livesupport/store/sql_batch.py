@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy import exc as sa_exc
 
-from .base import StoreError, StoreUnavailable
+from .base import Conversation, StoredEvent, StoreError, StoreUnavailable
 from .sql_engine import WRITE, unavailable_on_failure
 
 T = TypeVar("T")
@@ -55,14 +55,27 @@ WRITERS_LOCK = text(
 )
 
 
+# Where a job's writes note what they changed (``noted``), in the connection's info.
+CHANGES = "livesupport.changes"
+Changed = tuple[Conversation, Sequence[StoredEvent]]
+
+
+def noted(c: Connection, conversation: Conversation, events: Sequence[StoredEvent]) -> None:
+    """Note a write that took feed positions, for ``on_commit`` once it is committed."""
+    changes = c.info.get(CHANGES)
+    if changes is not None:
+        changes.append((conversation, events))
+
+
 class Job(Generic[T]):
-    __slots__ = ("work", "result", "error", "done")
+    __slots__ = ("work", "result", "error", "done", "changes")
 
     def __init__(self, work: Callable[[Connection], T]) -> None:
         self.work = work
         self.result: T | None = None
         self.error: BaseException | None = None
         self.done = False
+        self.changes: list[Changed] = []
 
     def outcome(self) -> T:
         if self.error is not None:
@@ -91,10 +104,20 @@ class GroupCommitter:
     :param native_thread: Run batches on gevent's thread pool when gevent is active
         (for drivers that block, such as sqlite3).
     :param lock_feed_first: Take the writers' advisory lock (PostgreSQL) before any job runs.
+    :param on_commit: Told of each committed change (see ``Store.on_commit``), in
+        position order, before any job of the batch returns.
     """
 
-    def __init__(self, engine: Engine, *, native_thread: bool, lock_feed_first: bool) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        native_thread: bool,
+        lock_feed_first: bool,
+        on_commit: Callable[[Conversation, Sequence[StoredEvent]], None] | None = None,
+    ) -> None:
         self.engine = engine
+        self.on_commit = on_commit
         self.native_thread = native_thread
         self.lock_feed_first = lock_feed_first
         self._cond = threading.Condition(threading.Lock())
@@ -140,6 +163,12 @@ class GroupCommitter:
         else:
             self.batches += 1
             self.jobs += len(batch)
+            if self.on_commit is not None:
+                # Jobs ran, and took their positions, in batch order.
+                for job in batch:
+                    if job.error is None:
+                        for conversation, events in job.changes:
+                            self.on_commit(conversation, events)
 
     def _commit(self, batch: list[Job[Any]]) -> None:
         """Commit the batch's jobs; one that raises is taken out and the others run again
@@ -166,6 +195,7 @@ class GroupCommitter:
                 if self.lock_feed_first:
                     connection.execute(WRITERS_LOCK)
                 for job in jobs:
+                    job.changes = connection.info[CHANGES] = []
                     try:
                         job.result = job.work(connection)
                     except JOB_ERRORS as error:
@@ -184,6 +214,8 @@ class GroupCommitter:
                 if transaction.is_active:
                     transaction.rollback()
                 raise
+            finally:
+                connection.info.pop(CHANGES, None)
         return None
 
     def dispose(self) -> None:

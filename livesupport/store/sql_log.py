@@ -52,6 +52,7 @@ from .base import (
     StoredEvent,
     Visitor,
 )
+from .sql_batch import noted
 from .sql_prepared import Prepared, Record
 from .sql_schema import (
     BIGINT_MAX,
@@ -237,7 +238,8 @@ def close(c: Connection, conversation_id: str, by: Author, at: datetime) -> Chan
 def bump(c: Connection, conversation: Conversation, at: datetime) -> None:
     """Give ``conversation`` (locked by the caller) a new position without an event."""
     query = update(conversations).where(conversations.c.id == conversation.id)
-    c.execute(query.values(pos=take(c, 1), updated_at=at))
+    row = c.execute(query.values(pos=take(c, 1), updated_at=at).returning(*conversations.c))
+    noted(c, conversation_of(row.one()), ())
 
 
 # -- feeds -----------------------------------------------------------------------
@@ -499,4 +501,6 @@ def append(
     changes.update(last_seq=stored[-1].seq, pos=stored[-1].pos)
     values = {"new_" + name: value for name, value in changes.items()}
     values["cid"] = conversation.id
-    return conversation_of(_change(frozenset(changes)).one(c, values)), stored
+    changed = conversation_of(_change(frozenset(changes)).one(c, values))
+    noted(c, changed, stored)
+    return changed, stored
