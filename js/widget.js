@@ -449,8 +449,12 @@
     ui.bar.hidden = !bar;
     ui.bar.textContent = bar;
     var offline = !state.online && !leftMessage && (!state.cid || state.status === "closed") && !Object.keys(pendingNodes).length;
+    // The form may replace the compose box under the visitor's cursor (the session
+    // answer said no agent is online after the panel opened): focus follows it.
+    var typing = offline && ui.offline.hidden && ui.input.getRootNode().activeElement === ui.input;
     ui.offline.hidden = !offline;
     ui.compose.hidden = offline;
+    if (typing) { ui.offline.elements.name.focus(); }
     ui.pre.hidden = !(CONFIG.prechat && !state.cid && !leftMessage && !Object.keys(pendingNodes).length);
     // Unread: agent messages of the current conversation past the read mark.
     var unread = 0, mark = readMark(), sec = sections[state.cid];

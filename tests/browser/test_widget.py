@@ -352,6 +352,30 @@ def offline_server(browser, tmp_path_factory):
     assert live.stop() == 0, live.output()
 
 
+def test_the_offline_form_takes_the_focus_when_it_replaces_the_compose_box(
+    offline_server, contexts
+):
+    """The panel opened before the session said no agent is online: the visitor's
+    cursor was in the compose box, which the form replaces."""
+    page = contexts.page()
+    held = []
+    page.route("**/api/v1/visitor/session", lambda route: held.append(route))
+    page.goto(offline_server.url + "/")
+    widget(page, "launcher").click()
+    expect(widget(page, "input")).to_be_focused()
+    for _ in range(100):  # each call lets the held request reach the handler
+        if held:
+            break
+        page.evaluate("1")
+    assert held
+    for route in held:
+        route.continue_()
+    form = widget(page, "offline-form")
+    expect(form).to_be_visible()
+    expect(form.locator("input[name=name]")).to_be_focused()
+    page.unroute("**/api/v1/visitor/session")
+
+
 def test_offline_form_when_no_agent_is_online(offline_server, contexts):
     page = open_widget(contexts.page(), offline_server)
     form = widget(page, "offline-form")
