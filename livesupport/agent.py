@@ -280,11 +280,12 @@ class AgentAPI:
             }
         )
 
+    def _current(self, cid: str) -> Conversation | None:
+        """The conversation as this node's copy of the feed last saw it, else as stored."""
+        return self.ctx.delivery.agent_log.conversation(cid) or self.ctx.store.get_conversation(cid)
+
     def _concerns(self, event: dict[str, Any], agent_id: str) -> bool:
-        cid = event["conversation_id"]
-        conversation = self.ctx.delivery.agent_log.conversation(cid) or (
-            self.ctx.store.get_conversation(cid)
-        )
+        conversation = self._current(event["conversation_id"])
         return conversation is not None and (
             conversation.status == "waiting" or conversation.agent_id == agent_id
         )
@@ -322,11 +323,7 @@ class AgentAPI:
             # and telling each agent about every conversation once floods them all.
         closed_ids = {e.conversation_id for e in stored if e.type == "conversation_closed"}
         known = {c.id: c for c in announced}
-        log, store = self.ctx.delivery.agent_log, self.ctx.store
-        extra = [
-            log.conversation(cid) or store.get_conversation(cid)
-            for cid in closed_ids - known.keys()
-        ]
+        extra = [self._current(cid) for cid in closed_ids - known.keys()]
         as_json = self._render([*announced, *(c for c in extra if c is not None)], visitors, epoch)
         items: list[tuple[int, int, dict[str, Any]]] = [
             (e.pos, 0, event_json(e, as_json.get(e.conversation_id))) for e in stored

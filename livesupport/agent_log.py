@@ -187,8 +187,12 @@ class AgentLog:
             self._forget_upto(committed)
             self._advance()  # whoever waited on the hole read the store meanwhile
             self._stuck_since = self.clock()
-            self.epoch += 1
-            self._visitors.clear()
+            self._new_epoch()
+
+    def _new_epoch(self) -> None:
+        """Visitors read until now may be stale: forget them, and refuse those being read."""
+        self.epoch += 1
+        self._visitors.clear()
 
     def _trim(self) -> None:
         """Forget the oldest half of the events (never beyond ``top``: what lies above a
@@ -198,7 +202,7 @@ class AgentLog:
         if self._top is None or cut > self._top:
             if len(self._event_pos) > 2 * self.capacity:
                 self._reset()
-                self.epoch += 1
+                self._new_epoch()
             return
         self._floor = cut
         self._forget_upto(cut)
@@ -212,9 +216,9 @@ class AgentLog:
                 self._by_conversation[cid] = kept
             else:
                 del self._by_conversation[cid]
-        self._marks = self._marks[bisect_right(self._marks, (pos, "\U0010ffff")) :]
+        self._marks = _after(self._marks, pos)
         for agent_id, closed in list(self._closed_by.items()):
-            kept_closed = closed[bisect_right(closed, (pos, "\U0010ffff")) :]
+            kept_closed = _after(closed, pos)
             if kept_closed:
                 self._closed_by[agent_id] = kept_closed
             else:
@@ -225,19 +229,17 @@ class AgentLog:
 
     def suspend(self) -> None:
         """Answer nothing until :meth:`resume` (the bus is down)."""
-        with self._lock:
-            self._suspended = True
-            self._reset()
-            self.epoch += 1
-            self._visitors.clear()
+        self._start_over(suspended=True)
 
     def resume(self) -> None:
         """Start again from nothing (the bus is back; what it carried meanwhile is lost)."""
+        self._start_over(suspended=False)
+
+    def _start_over(self, *, suspended: bool) -> None:
         with self._lock:
-            self._suspended = False
+            self._suspended = suspended
             self._reset()
-            self.epoch += 1
-            self._visitors.clear()
+            self._new_epoch()
 
     # -- what polls read ----------------------------------------------------------------
     def page(self, agent_id: str, after: int, limit: int) -> FeedPage | None:
@@ -260,12 +262,12 @@ class AgentLog:
             if end - start > limit:
                 upto, more = self._event_pos[start + limit - 1], True
             closed = self._closed_by.get(agent_id, [])
-            recent = closed[bisect_right(closed, (after, "\U0010ffff")) :]
+            recent = _after(closed, after)
             concerned = [*self._waiting, *self._held.get(agent_id, ()), *(c for _, c in recent)]
             events = [e for cid in concerned for e in self._since(cid, after) if e.pos <= upto]
             events.sort(key=_pos)
             changed = set(concerned)
-            for pos, cid in self._marks[bisect_right(self._marks, (after, "\U0010ffff")) :]:
+            for pos, cid in _after(self._marks, after):
                 if pos > upto:
                     break
                 changed.add(cid)
@@ -321,3 +323,12 @@ class AgentLog:
 
 def _pos(item: Any) -> int:
     return int(item.pos)
+
+
+def _after(marks: list[tuple[int, str]], pos: int) -> list[tuple[int, str]]:
+    """The ``(position, conversation id)`` pairs of sorted ``marks`` beyond ``pos``."""
+    return marks[bisect_right(marks, pos, key=_first) :]
+
+
+def _first(mark: tuple[int, str]) -> int:
+    return mark[0]
